@@ -1,0 +1,75 @@
+/**
+ * Every store key and pub/sub channel name is built here, so the key space can be read in one place.
+ *
+ * Shape: `vh:<area>:...` for global keys, `vh:t:<tenant>:<area>:...` for tenant-owned ones. Each part is
+ * URI-encoded, so ids that contain `:` (request ids may) cannot make two different keys collide.
+ * The TTL each caller is expected to pass is stated next to the key; the store never picks one itself.
+ */
+
+const PREFIX = 'vh'
+
+function part(value: string | number): string {
+  const s = String(value)
+  if (s.length === 0) throw new RangeError('empty store key part')
+  return encodeURIComponent(s)
+}
+
+function key(...parts: Array<string | number>): string {
+  return [PREFIX, ...parts.map(part)].join(':')
+}
+
+function tenantKey(tenantId: string, ...parts: Array<string | number>): string {
+  return key('t', tenantId, ...parts)
+}
+
+export const keys = {
+  /** A revoked access token's jti. TTL: the token's remaining lifetime (exp − now), so it dies with the token. */
+  revokedJti: (jti: string) => key('auth', 'revoked', jti),
+
+  /**
+   * A revoked login session (logout or refresh-token reuse): every token of it is refused.
+   * TTL: the refresh-token lifetime (7 d by default).
+   */
+  revokedSession: (tenantId: string, sessionId: string) => tenantKey(tenantId, 'auth', 'revoked-session', sessionId),
+
+  /** Single-use voice ticket → JSON of the principal it was issued to. TTL: 60 s; consumed with del() === 1. */
+  voiceTicket: (ticket: string) => key('voice', 'ticket', ticket),
+
+  /**
+   * Fixed-window rate-limit counter, used with incr(). TTL: the window length, set once at creation.
+   * scope names the limit (e.g. `login`, `chat`), id whom it counts (user, key, IP), windowStart its epoch ms.
+   */
+  rateLimit: (scope: string, id: string, windowStart: number) => key('rl', scope, id, windowStart),
+
+  /** Cached effective permissions of a user. TTL: 60 s — a backstop; changes are pushed on channels.invalidate(). */
+  permissions: (tenantId: string, userId: string) => tenantKey(tenantId, 'perm', userId),
+
+  /**
+   * A chat stream's events (JSON per event, id = list index) for replay and resume.
+   * TTL: refreshed on every rPush while live; CHAT_REPLAY_TTL_S (300 s) after the stream ended.
+   */
+  chatEvents: (tenantId: string, requestId: string) => tenantKey(tenantId, 'chat', requestId, 'events'),
+
+  /**
+   * A chat stream's owner, body hash and state, claimed with set(onlyIfAbsent) for idempotency.
+   * TTL: as chatEvents.
+   */
+  chatStream: (tenantId: string, requestId: string) => tenantKey(tenantId, 'chat', requestId, 'meta'),
+
+  /**
+   * Ids of a user's live chat streams and voice sessions on any instance (a set).
+   * TTL: refresh with sAdd every ~30 s while any is live, 90 s — so a crashed instance's entries age out.
+   */
+  liveConnections: (tenantId: string, userId: string) => tenantKey(tenantId, 'live', userId),
+}
+
+export const channels = {
+  /** Cache invalidation for every instance (grants, roles, shares, user/tenant status, revocations). */
+  invalidate: () => key('ch', 'invalidate'),
+
+  /** Control messages for one chat stream (cancel, revoke) to whichever instance holds it. */
+  chat: (tenantId: string, requestId: string) => tenantKey(tenantId, 'ch', 'chat', requestId),
+
+  /** Control messages for one voice session (end, revoke) to whichever instance holds its socket. */
+  voice: (tenantId: string, sessionId: string) => tenantKey(tenantId, 'ch', 'voice', sessionId),
+}

@@ -1,0 +1,291 @@
+/**
+ * Redis-backed store shared by every gateway instance (node-redis).
+ *
+ * Failing fast is the point: auth must answer 503 within a second when Redis is away, not wait. So the
+ * offline queue is off (a call while disconnected rejects at once), every call is bounded by a timeout,
+ * the client reconnects forever in the background with a backoff capped at 1 s, and every failure
+ * becomes a StoreUnavailableError. Pub/sub uses its own connection, as Redis requires.
+ */
+import { createClient } from 'redis'
+import {
+  callSafely,
+  checkIncrement,
+  checkTtl,
+  StoreUnavailableError,
+  type MessageHandler,
+  type SetOptions,
+  type Store,
+  type StoreLogger,
+  type SubscribeOptions,
+} from './types.ts'
+
+export interface RedisStoreOptions {
+  url: string
+  logger?: StoreLogger
+  /** upper bound for one call, in ms. @default 500 */
+  commandTimeoutMs?: number
+}
+
+type RedisClient = ReturnType<typeof createClient>
+
+const CONNECT_TIMEOUT_MS = 1_000
+/** how long createRedisStore waits for the first connection before returning a still-reconnecting store */
+const FIRST_CONNECT_WAIT_MS = 1_000
+const MAX_RECONNECT_DELAY_MS = 1_000
+
+/** Applies the TTL only to a new key (or one without a TTL), in the same round trip as the add. */
+const INCR_SCRIPT = `
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+local want = tonumber(ARGV[2])
+if ttl == -1 and want > 0 then
+  redis.call('PEXPIRE', KEYS[1], want)
+  ttl = want
+end
+return {value, ttl}`
+
+interface Subscription {
+  handler: MessageHandler
+  onReconnect?: () => void
+}
+interface ChannelState {
+  subscriptions: Set<Subscription>
+  /** the SUBSCRIBE of the first subscriber; later ones wait for it */
+  subscribed: Promise<void>
+}
+
+export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> {
+  const commandTimeoutMs = opts.commandTimeoutMs ?? 500
+  const { logger } = opts
+  let closed = false
+  let closing: Promise<void> | undefined
+
+  const client = buildClient(opts.url)
+  const subscriber = client.duplicate()
+  const channels = new Map<string, ChannelState>()
+
+  watchConnection(client, 'commands')
+  watchConnection(subscriber, 'pubsub', notifyResubscribed)
+
+  // connect() settles only once connected (it retries forever), so bound the wait and carry on in the background
+  const connected = Promise.all([client.connect(), subscriber.connect()])
+  connected.catch(() => {}) // rejects only when closed before ever connecting
+  await settledWithin(connected, FIRST_CONNECT_WAIT_MS)
+
+  function buildClient(url: string): RedisClient {
+    try {
+      return createClient({
+        url,
+        disableOfflineQueue: true, // a call while disconnected must fail, not wait for the reconnect
+        socket: { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: reconnectDelay },
+      })
+    } catch (err) {
+      throw new StoreUnavailableError('connect', { cause: err })
+    }
+  }
+
+  /** Logs each transition once (not every failed attempt); the listener also keeps 'error' from crashing us. */
+  function watchConnection(c: RedisClient, connection: string, onRecovered?: () => void): void {
+    let state: 'connecting' | 'ready' | 'down' = 'connecting'
+    c.on('error', function onRedisError(err: unknown) {
+      if (closed || state === 'down') return
+      const message = state === 'ready' ? 'redis connection lost; reconnecting' : 'redis unreachable; retrying'
+      state = 'down'
+      logger?.warn({ connection, err }, message)
+    })
+    c.on('ready', function onRedisReady() {
+      const recovered = state === 'down'
+      state = 'ready'
+      if (closed) return
+      logger?.info({ connection }, recovered ? 'redis connection restored' : 'redis connected')
+      if (recovered) onRecovered?.()
+    })
+  }
+
+  /** The subscriber is ready again only after node-redis re-subscribed, so tell subscribers what they missed. */
+  function notifyResubscribed(): void {
+    for (const [channel, state] of channels) {
+      for (const s of state.subscriptions) if (s.onReconnect) safely(s.onReconnect, channel)
+    }
+  }
+
+  function onMessage(message: string, channel: string): void {
+    const state = channels.get(channel)
+    if (!state) return // a late SUBSCRIBE of a channel nobody wants any more
+    for (const s of [...state.subscriptions]) safely(() => s.handler(message), channel)
+  }
+
+  function safely(fn: () => unknown, channel: string): void {
+    callSafely(fn, (err) => logger?.warn({ err, channel }, 'store subscriber failed'))
+  }
+
+  /** Every call goes through here: bounded in time, and any failure becomes StoreUnavailableError. */
+  async function run<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    if (closed) throw new StoreUnavailableError(op, { cause: new Error('store closed') })
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${op} timed out after ${commandTimeoutMs} ms`)), commandTimeoutMs)
+    })
+    try {
+      return await Promise.race([fn(), timeout])
+    } catch (err) {
+      throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(op, { cause: err })
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  function requireSubscriber(): void {
+    // SUBSCRIBE bypasses node-redis's offline check and would sit in its queue until the reconnect
+    if (!subscriber.isReady) throw new Error('pub/sub connection is not ready')
+  }
+
+  async function unsubscribeChannel(channel: string): Promise<void> {
+    if (closed) return
+    try {
+      await run('unsubscribe', () => subscriber.unsubscribe(channel, onMessage))
+    } catch (err) {
+      // harmless: node-redis drops the channel once it can, and onMessage ignores it meanwhile
+      logger?.warn({ err, channel }, 'redis unsubscribe failed')
+    }
+  }
+
+  async function shutdown(c: RedisClient): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    // close() waits for pending replies; a hung server must not hold shutdown hostage
+    const forced = new Promise<void>((resolve) => {
+      timer = setTimeout(() => resolve(c.destroy()), commandTimeoutMs)
+    })
+    try {
+      await Promise.race([c.close(), forced])
+    } catch {
+      c.destroy() // close() refuses a client that is not open; destroy() is idempotent
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  return {
+    kind: 'redis',
+
+    get: (key) => run('get', () => client.get(key)),
+
+    async set(key, value, options: SetOptions = {}) {
+      const ttlMs = checkTtl(options.ttlMs)
+      const reply = await run('set', () =>
+        client.set(key, value, {
+          ...(ttlMs !== undefined && { expiration: { type: 'PX' as const, value: ttlMs } }),
+          ...(options.onlyIfAbsent && { condition: 'NX' as const }),
+        }),
+      )
+      return reply !== null
+    },
+
+    async del(...keys) {
+      if (keys.length === 0) return 0
+      return run('del', () => client.del(keys))
+    },
+
+    async exists(key) {
+      return (await run('exists', () => client.exists(key))) > 0
+    },
+
+    async incr(key, by = 1, ttlMs) {
+      checkIncrement(by)
+      const ttl = checkTtl(ttlMs) ?? 0
+      const reply = await run('incr', () =>
+        client.eval(INCR_SCRIPT, { keys: [key], arguments: [String(by), String(ttl)] }),
+      )
+      const [value, remaining] = reply as [number, number]
+      return { value, ttlMs: remaining }
+    },
+
+    async sAdd(key, members, ttlMs) {
+      const ttl = checkTtl(ttlMs)
+      if (members.length === 0) return 0 // SADD without members is a syntax error
+      if (ttl === undefined) return run('sAdd', () => client.sAdd(key, members))
+      const [added] = await run('sAdd', () => client.multi().sAdd(key, members).pExpire(key, ttl).exec())
+      return Number(added)
+    },
+
+    async sRem(key, members) {
+      if (members.length === 0) return 0
+      return run('sRem', () => client.sRem(key, members))
+    },
+
+    sMembers: (key) => run('sMembers', () => client.sMembers(key)),
+
+    async rPush(key, values, ttlMs) {
+      const ttl = checkTtl(ttlMs)
+      if (values.length === 0) return run('rPush', () => client.lLen(key))
+      if (ttl === undefined) return run('rPush', () => client.rPush(key, values))
+      const [length] = await run('rPush', () => client.multi().rPush(key, values).pExpire(key, ttl).exec())
+      return Number(length)
+    },
+
+    lRange: (key, start, stop) => run('lRange', () => client.lRange(key, start, stop)),
+
+    async publish(channel, message) {
+      await run('publish', () => client.publish(channel, message))
+    },
+
+    async subscribe(channel, handler, options: SubscribeOptions = {}) {
+      await run('subscribe', async () => requireSubscriber())
+      let state = channels.get(channel)
+      if (!state) {
+        const created: ChannelState = {
+          subscriptions: new Set(),
+          subscribed: run('subscribe', async () => {
+            requireSubscriber()
+            await subscriber.subscribe(channel, onMessage)
+          }),
+        }
+        created.subscribed.catch(() => {
+          if (channels.get(channel) === created && created.subscriptions.size === 0) channels.delete(channel)
+        })
+        channels.set(channel, (state = created))
+      }
+      await state.subscribed
+      // a fresh object per call: subscribing one function twice gives two independent subscriptions
+      const subscription: Subscription = { handler, onReconnect: options.onReconnect }
+      const joined = state
+      joined.subscriptions.add(subscription)
+      let done = false
+      return async function unsubscribe() {
+        if (done) return
+        done = true
+        joined.subscriptions.delete(subscription)
+        if (joined.subscriptions.size > 0 || channels.get(channel) !== joined) return
+        channels.delete(channel)
+        await unsubscribeChannel(channel)
+      }
+    },
+
+    ping: () =>
+      run('ping', async () => {
+        requireSubscriber() // without pub/sub, invalidations between instances are lost: not ready
+        await client.ping()
+      }),
+
+    close() {
+      if (!closing) {
+        closed = true
+        channels.clear()
+        closing = Promise.all([shutdown(client), shutdown(subscriber)]).then(() => {})
+      }
+      return closing
+    },
+  }
+}
+
+/** Reconnect forever: quick first retries, then one attempt a second; jitter spreads many instances out. */
+function reconnectDelay(retries: number): number {
+  return Math.min(50 * 2 ** retries + Math.floor(Math.random() * 50), MAX_RECONNECT_DELAY_MS)
+}
+
+/** Waits for p up to ms without leaving a timer behind; never rejects. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  await Promise.race([p.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))])
+  clearTimeout(timer)
+}

@@ -1,0 +1,109 @@
+/**
+ * The shared store: one small, Promise-based interface over Redis (several gateway instances) or process
+ * memory (a single instance). Features use it for the revocation denylist, caches, rate-limit counters,
+ * live-connection registries, pub/sub between instances and chat-stream event logs.
+ *
+ * Every backend failure rejects with StoreUnavailableError — fast, never a hang, never a raw driver error —
+ * so callers can fail closed (auth answers 503 rather than letting a revoked token through).
+ */
+import { AppError } from '../errors.ts'
+
+export interface Store {
+  readonly kind: 'memory' | 'redis'
+  get(key: string): Promise<string | null>
+  /**
+   * Without ttlMs the key never expires (and loses any TTL it had, as Redis SET does).
+   * Returns false only when onlyIfAbsent and the key existed.
+   */
+  set(key: string, value: string, opts?: SetOptions): Promise<boolean>
+  /** returns how many of the keys existed */
+  del(...keys: string[]): Promise<number>
+  exists(key: string): Promise<boolean>
+  /**
+   * Atomic add of an integer (default 1). ttlMs is applied when the key is created — or found without a TTL —
+   * and never extended afterwards, so a fixed rate-limit window really ends. Returns the new value and the
+   * key's remaining TTL in ms (-1: none). One round trip in Redis.
+   */
+  incr(key: string, by?: number, ttlMs?: number): Promise<{ value: number; ttlMs: number }>
+  /** adds members; sets/refreshes the TTL when given; returns how many were new */
+  sAdd(key: string, members: string[], ttlMs?: number): Promise<number>
+  /** returns how many were removed; an emptied set disappears */
+  sRem(key: string, members: string[]): Promise<number>
+  sMembers(key: string): Promise<string[]>
+  /** appends; sets/refreshes the TTL when given; returns the new length */
+  rPush(key: string, values: string[], ttlMs?: number): Promise<number>
+  /** inclusive range, negative indexes count from the end (as in Redis) */
+  lRange(key: string, start: number, stop: number): Promise<string[]>
+  /** at-most-once delivery to every subscriber of every instance; messages are not stored */
+  publish(channel: string, message: string): Promise<void>
+  /**
+   * Calls handler with each message on channel (several handlers per channel are all called). Resolves once
+   * the subscription is active; the returned function removes this handler and never rejects.
+   * onReconnect runs after the subscription came back from a lost connection: messages published meanwhile
+   * were missed, so a cache fed by this channel should be flushed.
+   */
+  subscribe(channel: string, handler: MessageHandler, opts?: SubscribeOptions): Promise<Unsubscribe>
+  /** resolves when the backend (including the pub/sub connection) answers; rejects fast otherwise */
+  ping(): Promise<void>
+  /** idempotent; afterwards every call rejects with StoreUnavailableError */
+  close(): Promise<void>
+}
+
+export interface SetOptions {
+  ttlMs?: number
+  onlyIfAbsent?: boolean
+}
+
+export type MessageHandler = (message: string) => void
+export type Unsubscribe = () => Promise<void>
+export interface SubscribeOptions {
+  onReconnect?: () => void
+}
+
+/** pino-compatible subset */
+export interface StoreLogger {
+  warn(obj: object, msg?: string): void
+  info(obj: object, msg?: string): void
+}
+
+/**
+ * The store could not be reached (or answered with an error). Carries status 503 so that a caller who does
+ * not handle it still fails closed; the message is safe to show, the detail is in `op` and `cause`.
+ */
+export class StoreUnavailableError extends AppError {
+  override readonly code = 'STORE_UNAVAILABLE' as const
+
+  constructor(
+    readonly op: string,
+    options?: { cause?: unknown },
+  ) {
+    super(503, 'STORE_UNAVAILABLE', 'Shared store unavailable', undefined, options)
+    this.name = 'StoreUnavailableError'
+  }
+}
+
+/** Rejects TTLs Redis would refuse; rounds fractions up so a TTL never ends early. */
+export function checkTtl(ttlMs: number | undefined): number | undefined {
+  if (ttlMs === undefined) return undefined
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new RangeError(`ttlMs must be a positive number, got ${ttlMs}`)
+  return Math.ceil(ttlMs)
+}
+
+/** INCRBY takes 64-bit integers; we stay within what a JS number holds exactly. */
+export function checkIncrement(by: number): number {
+  if (!Number.isSafeInteger(by)) throw new RangeError(`incr amount must be a safe integer, got ${by}`)
+  return by
+}
+
+/**
+ * Runs a subscriber callback so that neither a throw nor a rejected promise (async handlers fit the type)
+ * escapes: one broken subscriber must not starve the others or crash the process.
+ */
+export function callSafely(fn: () => unknown, report: (err: unknown) => void): void {
+  try {
+    const result = fn()
+    if (result instanceof Promise) result.catch(report)
+  } catch (err) {
+    report(err)
+  }
+}
