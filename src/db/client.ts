@@ -1,0 +1,143 @@
+/**
+ * One database handle for two drivers: postgres.js when DATABASE_URL names a Postgres server, embedded PGlite
+ * otherwise. Both are wrapped by Drizzle's pg-core, so the same schema, migrations and query code run on each.
+ *
+ * Raw `db.execute(sql...)` results differ by driver (postgres.js: an array of rows; PGlite: `{ rows }`), so
+ * query code should use the query builder, or read raw results through `rowsOf`.
+ */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { sql } from 'drizzle-orm'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import { drizzle as drizzlePglite, type PgliteDatabase } from 'drizzle-orm/pglite'
+import { drizzle as drizzlePostgres, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
+import postgres from 'postgres'
+import * as schema from './schema'
+
+export type Schema = typeof schema
+/** The type every service receives: either driver's database, with the gateway's tables. */
+export type Database = PgDatabase<PgQueryResultHKT, Schema>
+
+export interface DatabaseHandle {
+  readonly db: Database
+  readonly kind: 'postgres' | 'pglite'
+  /** Resolves when `select 1` answers; rejects within `timeoutMs` (default 1000) otherwise. Feeds /ready. */
+  ping(timeoutMs?: number): Promise<void>
+  /** Closes the pool or the embedded database; safe to call more than once. */
+  close(): Promise<void>
+}
+
+export interface DatabaseLogger {
+  info(o: object, m?: string): void
+  warn(o: object, m?: string): void
+}
+
+export interface OpenDatabaseOptions {
+  /** `postgres://` / `postgresql://` → Postgres; `memory://` → in-memory PGlite (tests); unset → PGlite on disk */
+  url?: string
+  /** PGlite keeps its files in `${dataDir}/pglite` when no url is given */
+  dataDir: string
+  logger?: DatabaseLogger
+}
+
+/** The driver-typed database behind a handle, for code that must pick a driver-specific helper (migrations). */
+export type Driver =
+  | { kind: 'postgres'; db: PostgresJsDatabase<Schema>; client: postgres.Sql }
+  | { kind: 'pglite'; db: PgliteDatabase<Schema>; client: PGlite }
+
+const drivers = new WeakMap<DatabaseHandle, Driver>()
+
+export function driverOf(handle: DatabaseHandle): Driver {
+  const driver = drivers.get(handle)
+  if (!driver) throw new Error('not a handle returned by openDatabase')
+  return driver
+}
+
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseHandle> {
+  const { url, logger } = opts
+  let driver: Driver
+  if (url && /^postgres(ql)?:\/\//.test(url)) {
+    const client = postgres(url, {
+      max: 10,
+      // fail fast when the server is down instead of queueing requests behind a 30 s connect attempt
+      connect_timeout: 3,
+      onnotice: () => {},
+    })
+    driver = { kind: 'postgres', db: drizzlePostgres({ client, schema }), client }
+    const u = new URL(url)
+    logger?.info({ db: 'postgres', host: u.host, database: u.pathname.slice(1) }, 'database: postgres')
+  } else if (url === 'memory://') {
+    const client = await PGlite.create()
+    driver = { kind: 'pglite', db: drizzlePglite({ client, schema }), client }
+    logger?.info({ db: 'pglite', storage: 'memory' }, 'database: embedded PGlite in memory')
+  } else if (url === undefined) {
+    const dir = join(opts.dataDir, 'pglite')
+    await mkdir(dir, { recursive: true })
+    const client = await PGlite.create(dir)
+    driver = { kind: 'pglite', db: drizzlePglite({ client, schema }), client }
+    logger?.info({ db: 'pglite', dir }, 'database: embedded PGlite (single instance only)')
+  } else {
+    // never echo the url: it may carry a password
+    throw new Error('database url must start with postgres://, postgresql:// or be memory://')
+  }
+  return handleFor(driver)
+}
+
+function handleFor(driver: Driver): DatabaseHandle {
+  let closing: Promise<void> | undefined
+  const handle: DatabaseHandle = {
+    db: driver.db,
+    kind: driver.kind,
+    ping: (timeoutMs = 1000) =>
+      withTimeout(
+        driver.db.execute(sql`select 1`).then(() => undefined),
+        timeoutMs,
+        'database ping',
+      ),
+    close() {
+      // The timeout is not only for slow queries: postgres.js's end() never settles for a connection that
+      // lost its socket mid-query (porsager/postgres#1097), so it is the bound on shutdown after a DB outage.
+      closing ??= driver.kind === 'postgres' ? driver.client.end({ timeout: 2 }) : driver.client.close()
+      return closing
+    },
+  }
+  drivers.set(handle, driver)
+  return handle
+}
+
+/** Rows of a raw `db.execute()` result, whichever driver produced it. */
+export function rowsOf<T = Record<string, unknown>>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[]
+  return ((result as { rows?: T[] }).rows ?? []) as T[]
+}
+
+/**
+ * The SQLSTATE of a failed query (`23505` unique violation, `23503` foreign key, `23514` check), whichever
+ * driver raised it: Drizzle wraps driver errors, so look through the `cause` chain.
+ */
+export function pgErrorCode(err: unknown): string | undefined {
+  let e = err
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code
+    e = (e as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+/**
+ * Rejects after `ms` if `work` has not settled. The loser keeps running (postgres.js gives up on its own after
+ * connect_timeout); Promise.race has subscribed to it, so its late rejection is not unhandled.
+ */
+async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: Timer | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([work, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}

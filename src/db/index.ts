@@ -1,0 +1,7 @@
+/** Storage: open a database, migrate it, seed it. Tables and row types live in ./schema. */
+export { openDatabase, driverOf, rowsOf, pgErrorCode } from './client'
+export type { Database, DatabaseHandle, DatabaseLogger, OpenDatabaseOptions, Schema } from './client'
+export { migrate, migrationsFolder, MIGRATION_LOCK_KEY } from './migrate'
+export { bootstrap, DEFAULT_TENANT_ID } from './bootstrap'
+export type { BootstrapOptions, BootstrapResult } from './bootstrap'
+export * from './schema'
