@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test
 import { ci } from '../helpers/services.ts'
 import { createRedisStore, StoreUnavailableError, type Store } from '../../src/store'
 import { captureLogger, expectUnavailable, uniquePrefix, waitFor } from './helpers.ts'
-import { RedisServer } from './redis-server.ts'
+import { RedisServer } from '../helpers/redis-server.ts'
 
 const hasBinary = Bun.which('redis-server') !== null
 if (!hasBinary) {
