@@ -1,0 +1,45 @@
+/**
+ * createApp(deps): the HTTP surface. Error handling first (it must see every failure), then
+ * observability, CORS, OpenAPI, then the feature modules.
+ */
+import { cors } from '@elysiajs/cors'
+import { openapi } from '@elysiajs/openapi'
+import { Elysia } from 'elysia'
+import type { Deps } from './deps'
+import { errorsPlugin } from './http/errors-plugin'
+import { opsModule } from './modules/ops'
+import { httpObservabilityPlugin } from './observability/http-plugin'
+
+export function createApp(deps: Deps) {
+  const { config, logger, metrics } = deps
+  const app = new Elysia({ name: 'voicehelper-gateway' })
+  return app
+    .use(errorsPlugin({ logger, bodyLimit: config.bodyLimitBytes, routes: () => app.routes }))
+    .use(httpObservabilityPlugin({ logger, metrics }))
+    .use(
+      cors({
+        origin: config.corsOrigins.includes('*') ? true : [...config.corsOrigins],
+        allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-ID', 'X-API-Key', 'X-Tenant-ID', 'Last-Event-ID'],
+        exposeHeaders: ['X-Request-ID', 'X-Token-Refresh-Required', 'X-Token-Expires-At', 'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'],
+        maxAge: 600,
+      }),
+    )
+    .use(
+      openapi({
+        path: '/swagger',
+        specPath: '/swagger/json',
+        provider: 'swagger-ui',
+        documentation: {
+          info: {
+            title: 'VoiceHelper Gateway',
+            version: config.version,
+            description: 'Chat streaming (SSE), voice sessions (WebSocket) and administration for the VoiceHelper assistant.',
+          },
+          tags: [{ name: 'Operations', description: 'Health, readiness and metrics' }],
+        },
+      }),
+    )
+    .use(opsModule(deps))
+}
+
+export type App = ReturnType<typeof createApp>

@@ -1,0 +1,52 @@
+/**
+ * Request bodies: JSON only (multipart is left to the routes that take files), bounded in size whether
+ * or not the client sends Content-Length, and every failure in the contract's vocabulary.
+ */
+import { AppError } from '../errors'
+
+const JSON_TYPE = /^application\/([a-z0-9.+-]*\+)?json$/
+
+export function payloadTooLarge(limit: number): AppError {
+  return new AppError(413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${limit} bytes`, { limit_bytes: limit })
+}
+
+/** Rejects a declared Content-Length over the limit before any byte is read. */
+export function checkDeclaredLength(request: Request, limit: number): void {
+  const declared = Number(request.headers.get('content-length') ?? 0)
+  if (declared > limit) throw payloadTooLarge(limit)
+}
+
+/**
+ * Elysia parse hook. Returns undefined for multipart so Elysia's own parser handles it; null for an empty
+ * body so that validation (not the parser) reports what is missing.
+ */
+export function createJsonBodyParser(limit: number) {
+  return async function parseJsonBody({ request, contentType }: { request: Request; contentType: string }) {
+    const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
+    if (type === 'multipart/form-data') return undefined
+    const text = await readText(request, limit)
+    if (text.trim() === '') return null
+    if (type !== '' && !JSON_TYPE.test(type) && type !== 'text/plain') {
+      throw new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Type ${type} is not supported; send application/json`)
+    }
+    try {
+      return JSON.parse(text) as unknown
+    } catch (err) {
+      throw new AppError(400, 'INVALID_JSON', 'Request body is not valid JSON', {
+        reason: err instanceof Error ? err.message : String(err),
+      })
+    }
+  }
+}
+
+async function readText(request: Request, limit: number): Promise<string> {
+  if (!request.body) return ''
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength
+    if (size > limit) throw payloadTooLarge(limit)
+    chunks.push(chunk)
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks))
+}

@@ -1,0 +1,43 @@
+/**
+ * Prometheus metrics. One registry per app instance so that several instances in one process (tests,
+ * benchmarks) keep their own counts.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+
+/** The seed's buckets for request durations, in seconds. */
+export const HTTP_DURATION_BUCKETS = [0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10]
+
+export function createMetrics() {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests by method, route template and status',
+      labelNames: ['method', 'endpoint', 'status'] as const,
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request duration by method and route template',
+      labelNames: ['method', 'endpoint'] as const,
+      buckets: HTTP_DURATION_BUCKETS,
+      registers: [registry],
+    }),
+    websocketConnections: new Gauge({
+      name: 'websocket_connections_active',
+      help: 'Open WebSocket connections by type',
+      labelNames: ['type'] as const,
+      registers: [registry],
+    }),
+    dependencyUp: new Gauge({
+      name: 'gateway_dependency_up',
+      help: 'Last readiness result per dependency (1 up, 0 down)',
+      labelNames: ['dependency'] as const,
+      registers: [registry],
+    }),
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>

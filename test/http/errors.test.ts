@@ -1,0 +1,159 @@
+/**
+ * The one error vocabulary, through the whole app: every failure class comes out as
+ * {error, code, request_id, details?} with X-Request-ID, and nothing internal leaks.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { t } from 'elysia'
+import { createTestApp, jsonRequest, type TestApp } from '../helpers/app'
+
+let gw: TestApp
+let app: ReturnType<typeof mount>
+
+// Routes added only for this test exercise the global handlers the way feature modules will.
+function mount(base: TestApp['app']) {
+  return base
+    .post('/test/echo', ({ body }) => body, {
+      body: t.Object({ name: t.String({ minLength: 1 }), count: t.Optional(t.Integer({ minimum: 0 })) }),
+    })
+    .get('/test/items/:id', ({ params }) => ({ id: params.id }))
+    .get('/test/crash', () => {
+      throw new Error('connect ECONNREFUSED 10.1.2.3:5432 password=hunter2')
+    })
+}
+
+beforeAll(async () => {
+  gw = await createTestApp()
+  app = mount(gw.app)
+})
+afterAll(() => gw.close())
+
+const call = (path: string, init?: RequestInit) => app.handle(new Request(`http://localhost${path}`, init))
+
+async function expectError(res: Response, status: number, code: string) {
+  expect(res.status).toBe(status)
+  expect(res.headers.get('content-type')).toContain('application/json')
+  const body = (await res.json()) as Record<string, unknown>
+  expect(body.code).toBe(code)
+  expect(typeof body.error).toBe('string')
+  expect(body.request_id).toBe(res.headers.get('x-request-id')!)
+  return body
+}
+
+describe('error bodies', () => {
+  test('validation names the field and why', async () => {
+    const body = await expectError(await call('/test/echo', jsonRequest('POST', { name: 5 })), 400, 'VALIDATION_FAILED')
+    expect(body.details).toContainEqual(expect.objectContaining({ field: 'name', in: 'body' }))
+  })
+
+  test('a nested wrong type and a missing field are both validation failures', async () => {
+    const body = await expectError(
+      await call('/test/echo', jsonRequest('POST', { count: -1 })),
+      400,
+      'VALIDATION_FAILED',
+    )
+    const fields = (body.details as Array<{ field: string }>).map((d) => d.field)
+    expect(fields).toContain('name')
+  })
+
+  test('an empty body is a validation failure, not a parse error', async () => {
+    await expectError(await call('/test/echo', jsonRequest('POST', '')), 400, 'VALIDATION_FAILED')
+  })
+
+  test('malformed JSON is INVALID_JSON', async () => {
+    await expectError(await call('/test/echo', jsonRequest('POST', '{"name": "x",')), 400, 'INVALID_JSON')
+  })
+
+  test('an unknown route is 404 NOT_FOUND', async () => {
+    await expectError(await call('/api/v2/nope'), 404, 'NOT_FOUND')
+  })
+
+  test('a known path with the wrong method is 405 with Allow', async () => {
+    const res = await call('/test/items/42', { method: 'DELETE' })
+    await expectError(res, 405, 'METHOD_NOT_ALLOWED')
+    expect(res.headers.get('allow')).toBe('GET, HEAD')
+    await expectError(await call('/health', { method: 'POST' }), 405, 'METHOD_NOT_ALLOWED')
+  })
+
+  test('a declared body over the limit is 413 before it is read', async () => {
+    const limit = gw.deps.config.bodyLimitBytes
+    const res = await call('/test/echo', jsonRequest('POST', JSON.stringify({ name: 'x'.repeat(limit + 10) })))
+    const body = await expectError(res, 413, 'PAYLOAD_TOO_LARGE')
+    expect(body.details).toEqual({ limit_bytes: limit })
+  })
+
+  test('a chunked body over the limit is 413 too', async () => {
+    const limit = gw.deps.config.bodyLimitBytes
+    const chunk = new TextEncoder().encode(`{"name":"${'y'.repeat(64 * 1024)}`)
+    let sent = 0
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent > limit * 2) return controller.close()
+        sent += chunk.byteLength
+        controller.enqueue(chunk)
+      },
+    })
+    const res = await call('/test/echo', { method: 'POST', headers: { 'content-type': 'application/json' }, body: stream })
+    await expectError(res, 413, 'PAYLOAD_TOO_LARGE')
+  })
+
+  test('an unsupported media type is 415', async () => {
+    const res = await call('/test/echo', {
+      method: 'POST',
+      headers: { 'content-type': 'application/xml' },
+      body: '<name>x</name>',
+    })
+    await expectError(res, 415, 'UNSUPPORTED_MEDIA_TYPE')
+    const form = await call('/test/echo', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'name=x',
+    })
+    await expectError(form, 415, 'UNSUPPORTED_MEDIA_TYPE')
+  })
+
+  test('an unexpected failure is 500 INTERNAL_ERROR with no internals, and logged with its cause', async () => {
+    const res = await call('/test/crash')
+    const body = await expectError(res, 500, 'INTERNAL_ERROR')
+    const text = JSON.stringify(body)
+    expect(text).not.toContain('ECONNREFUSED')
+    expect(text).not.toContain('hunter2')
+    expect(text).not.toContain('at ')
+    const logged = gw.logs.find((l) => l.msg === 'request failed' && l.request_id === body.request_id)
+    expect(logged).toBeDefined()
+    expect(JSON.stringify(logged)).toContain('ECONNREFUSED')
+  })
+
+  test('a valid request still works through all of this', async () => {
+    const res = await call('/test/echo', jsonRequest('POST', { name: 'ok', count: 2 }))
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual({ name: 'ok', count: 2 })
+  })
+})
+
+describe('X-Request-ID', () => {
+  test('is on every response, generated when absent', async () => {
+    const ok = await call('/health')
+    const missing = await call('/nope')
+    expect(ok.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+    expect(missing.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+    expect(ok.headers.get('x-request-id')).not.toBe(missing.headers.get('x-request-id'))
+  })
+
+  test("echoes a sane client id and replaces one that is not", async () => {
+    const echoed = await call('/health', { headers: { 'x-request-id': 'client-abc.123:x_y' } })
+    expect(echoed.headers.get('x-request-id')).toBe('client-abc.123:x_y')
+    for (const bad of ['a'.repeat(129), 'has space', '<script>', 'line\u00e9']) {
+      const res = await call('/nope', { headers: { 'x-request-id': bad } })
+      expect(res.headers.get('x-request-id')).not.toBe(bad)
+      expect(((await res.json()) as { request_id: string }).request_id).toBe(res.headers.get('x-request-id')!)
+    }
+  })
+
+  test('access log lines carry the request id and never the Authorization header', async () => {
+    await call('/api/v2/nope', { headers: { authorization: 'Bearer secret-token-value', 'x-request-id': 'log-check-1' } })
+    await Bun.sleep(10)
+    const line = gw.logs.find((l) => l.request_id === 'log-check-1')
+    expect(line).toMatchObject({ msg: 'request', status: 404, route: 'unmatched' })
+    expect(JSON.stringify(gw.logs)).not.toContain('secret-token-value')
+  })
+})
