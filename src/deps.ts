@@ -1,0 +1,99 @@
+/**
+ * Composition root: the only place infrastructure is constructed. Everything else receives what it needs.
+ */
+import type { Config } from './config'
+import { type DatabaseHandle, migrate, openDatabase } from './db'
+import { bootstrap } from './db/bootstrap'
+import { createLogger, type Logger } from './observability/logger'
+import { createMetrics, type Metrics } from './observability/metrics'
+import { type Simulator, startSimulator } from './simulator/server'
+import { createStore, type Store } from './store'
+
+export interface Lifecycle {
+  /** set on SIGTERM: /ready answers 503 while work drains */
+  draining: boolean
+}
+
+export interface Deps {
+  readonly config: Config
+  readonly logger: Logger
+  readonly metrics: Metrics
+  readonly db: DatabaseHandle
+  readonly store: Store
+  /** the algorithm service base URLs in use (the embedded simulator's when none is configured) */
+  upstreamUrls(): readonly string[]
+  readonly simulator?: Simulator
+  readonly lifecycle: Lifecycle
+  close(): Promise<void>
+}
+
+export interface DepsOverrides {
+  logger?: Logger
+}
+
+export async function createDeps(config: Config, overrides: DepsOverrides = {}): Promise<Deps> {
+  const logger = overrides.logger ?? createLogger({ level: config.logLevel })
+  const metrics = createMetrics()
+  const opened: Array<{ close(): Promise<void> }> = []
+  try {
+    const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger })
+    opened.push(db)
+    await migrate(db)
+    const boot = await bootstrap(db.db, {
+      adminEmail: config.bootstrapAdminEmail,
+      adminPassword: config.bootstrapAdminPassword,
+      allowSignupDefault: !config.production,
+    })
+    if (boot.generatedPassword) announceGeneratedPassword(config.bootstrapAdminEmail, boot.generatedPassword)
+    if (config.jwtSecretGenerated) logger.warn({ data_dir: config.dataDir }, 'JWT_SECRET not set: using a generated secret kept in DATA_DIR (development only)')
+
+    const store = await createStore({ redisUrl: config.redisUrl, logger })
+    opened.push(store)
+
+    let simulator: Simulator | undefined
+    if (config.algoServiceUrls.length === 0) {
+      simulator = await startSimulator({ port: 0, hostname: '127.0.0.1', logger })
+      opened.push(simulator)
+      logger.warn({ url: simulator.url }, 'ALGO_SERVICE_URL not set: using the embedded algorithm SIMULATOR')
+    }
+    const upstreams = simulator ? [simulator.url] : config.algoServiceUrls
+
+    let closed = false
+    return {
+      config,
+      logger,
+      metrics,
+      db,
+      store,
+      simulator,
+      upstreamUrls: () => upstreams,
+      lifecycle: { draining: false },
+      async close() {
+        if (closed) return
+        closed = true
+        await closeAll(opened, logger)
+        logger.flush()
+      },
+    }
+  } catch (err) {
+    await closeAll(opened, logger)
+    throw err
+  }
+}
+
+async function closeAll(resources: Array<{ close(): Promise<void> }>, logger: Logger): Promise<void> {
+  for (const resource of resources.reverse()) {
+    try {
+      await resource.close()
+    } catch (err) {
+      logger.warn({ err }, 'error while closing a dependency')
+    }
+  }
+}
+
+/** The one place a secret is printed: the generated bootstrap password, once, on the start that created it. */
+function announceGeneratedPassword(email: string, password: string): void {
+  process.stderr.write(
+    `\n  Bootstrap super_admin created in tenant "default"\n    email:    ${email}\n    password: ${password}\n  It is shown only this once; set BOOTSTRAP_ADMIN_PASSWORD to choose it.\n\n`,
+  )
+}
