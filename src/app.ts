@@ -8,14 +8,15 @@ import { Elysia } from 'elysia'
 import type { Deps } from './deps'
 import { errorsPlugin } from './http/errors-plugin'
 import { opsModule } from './modules/ops'
-import { httpObservabilityPlugin } from './observability/http-plugin'
+import { createRequestRecorder, httpObservabilityPlugin } from './observability/http-plugin'
 
 export function createApp(deps: Deps) {
   const { config, logger, metrics } = deps
+  const recordRequest = createRequestRecorder({ logger, metrics })
   const app = new Elysia({ name: 'voicehelper-gateway' })
   return app
-    .use(errorsPlugin({ logger, bodyLimit: config.bodyLimitBytes, routes: () => app.routes }))
-    .use(httpObservabilityPlugin({ logger, metrics }))
+    .use(errorsPlugin({ logger, bodyLimit: config.bodyLimitBytes, routes: () => app.routes, onErrorResponse: recordRequest }))
+    .use(httpObservabilityPlugin(recordRequest))
     .use(
       cors({
         origin: config.corsOrigins.includes('*') ? true : [...config.corsOrigins],

@@ -12,6 +12,8 @@ import { requestIdFrom } from './request-id'
 export interface RequestMeta {
   readonly id: string
   readonly startedAt: number
+  /** set once the request has been counted and logged */
+  recorded?: boolean
 }
 
 /** Per-request facts that hooks before and after the handler (and the error handler) need. */
@@ -32,9 +34,11 @@ interface ErrorsPluginOptions {
   bodyLimit: number
   /** the app's routes, read once on the first 404 */
   routes: () => readonly { method: string; path: string }[]
+  /** called with every error response (metrics and access log) */
+  onErrorResponse: (request: Request, route: string | undefined, status: number) => void
 }
 
-export function errorsPlugin({ logger, bodyLimit, routes }: ErrorsPluginOptions) {
+export function errorsPlugin({ logger, bodyLimit, routes, onErrorResponse }: ErrorsPluginOptions) {
   const allowedMethods = createMethodIndex(routes)
   const parseJsonBody = createJsonBodyParser(bodyLimit)
 
@@ -44,15 +48,18 @@ export function errorsPlugin({ logger, bodyLimit, routes }: ErrorsPluginOptions)
       checkDeclaredLength(request, bodyLimit)
     })
     .onParse({ as: 'global' }, parseJsonBody)
-    .onError({ as: 'global' }, function renderError({ code, error, request, set, path }) {
+    .onError({ as: 'global' }, function renderError(ctx) {
+      const { code, error, request, set, path } = ctx
       const appError = toAppError(code, error, request, path, allowedMethods)
       if (appError.status >= 500) {
         logger.error({ err: error, request_id: metaOf(request).id, method: request.method, path }, 'request failed')
       }
       if (appError.status === 405) set.headers.allow = allowedMethods(path).join(', ')
       set.status = appError.status
-      set.headers['content-type'] = 'application/json'
-      return errorBody(appError, metaOf(request).id)
+      onErrorResponse(request, (ctx as { route?: string }).route, appError.status)
+      // A Response rather than an object: on Elysia 1.4's not-found path an object body is lost when a
+      // global mapResponse hook (the metrics plugin) is present.
+      return Response.json(errorBody(appError, metaOf(request).id), { status: appError.status })
     })
 }
 

@@ -39,6 +39,12 @@ async function expectError(res: Response, status: number, code: string) {
   return body
 }
 
+async function countOf(method: string, endpoint: string, status: number): Promise<number> {
+  const text = await (await call('/metrics')).text()
+  const line = text.split('\n').find((l) => l.startsWith(`http_requests_total{method="${method}",endpoint="${endpoint}",status="${status}"}`))
+  return line ? Number(line.split(' ').at(-1)) : 0
+}
+
 describe('error bodies', () => {
   test('validation names the field and why', async () => {
     const body = await expectError(await call('/test/echo', jsonRequest('POST', { name: 5 })), 400, 'VALIDATION_FAILED')
@@ -121,6 +127,14 @@ describe('error bodies', () => {
     const logged = gw.logs.find((l) => l.msg === 'request failed' && l.request_id === body.request_id)
     expect(logged).toBeDefined()
     expect(JSON.stringify(logged)).toContain('ECONNREFUSED')
+  })
+
+  test('each error response is counted once, under its route template', async () => {
+    const before = await countOf('POST', '/test/echo', 400)
+    await call('/test/echo', jsonRequest('POST', { name: 7 }))
+    await call('/test/items/1', { method: 'PUT' })
+    expect(await countOf('POST', '/test/echo', 400)).toBe(before + 1)
+    expect(await countOf('PUT', 'unmatched', 405)).toBeGreaterThanOrEqual(1)
   })
 
   test('a valid request still works through all of this', async () => {
