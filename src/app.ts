@@ -23,6 +23,8 @@ export function createApp(deps: Deps) {
         allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-ID', 'X-API-Key', 'X-Tenant-ID', 'Last-Event-ID'],
         exposeHeaders: ['X-Request-ID', 'X-Token-Refresh-Required', 'X-Token-Expires-At', 'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'],
         maxAge: 600,
+        // bearer tokens, never cookies: reflecting an origin must not also allow credentials
+        credentials: false,
       }),
     )
     .use(
