@@ -19,6 +19,10 @@ import {
 } from '../../src/db'
 import { newId } from '../../src/lib/ids'
 import { createThrowawayDatabase, hasPostgres } from '../helpers/services'
+import journal from '../../drizzle/meta/_journal.json'
+
+/** every migration in drizzle/, each recorded once */
+const MIGRATION_COUNT = journal.entries.length
 
 // bunfig's [test] timeout is not applied by this Bun; PGlite start-up and argon2 can pass 5 s on a busy machine
 setDefaultTimeout(20_000)
@@ -102,15 +106,28 @@ for (const target of targets) {
       await h.ping()
     })
 
-    test('creates the four tables and records one migration', async () => {
+    test('creates the tables and records every migration once', async () => {
       const tables = rowsOf<{ table_name: string }>(
         await h.db.execute(
           sql`select table_name from information_schema.tables where table_schema = 'public' order by table_name`,
         ),
       ).map((r) => r.table_name)
-      expect(tables).toEqual(['conversations', 'messages', 'tenants', 'users'])
+      expect(tables).toEqual([
+        'api_keys',
+        'audit_logs',
+        'conversations',
+        'login_sessions',
+        'messages',
+        'refresh_tokens',
+        'resource_shares',
+        'revoked_tokens',
+        'roles',
+        'tenant_permissions',
+        'tenants',
+        'users',
+      ])
       const applied = rowsOf(await h.db.execute(sql`select hash from drizzle.__drizzle_migrations`))
-      expect(applied).toHaveLength(1)
+      expect(applied).toHaveLength(MIGRATION_COUNT)
     })
 
     test('fills defaults: status, jsonb objects, role arrays, timestamps', async () => {
@@ -128,7 +145,7 @@ for (const target of targets) {
       const tenantId = await makeTenant()
       await migrate(h)
       const applied = rowsOf(await h.db.execute(sql`select hash from drizzle.__drizzle_migrations`))
-      expect(applied).toHaveLength(1)
+      expect(applied).toHaveLength(MIGRATION_COUNT)
       expect(await h.db.select().from(tenants).where(eq(tenants.id, tenantId))).toHaveLength(1)
     })
 

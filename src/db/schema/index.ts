@@ -2,3 +2,5 @@
 export * from './tenants'
 export * from './users'
 export * from './conversations'
+export * from './sessions'
+export * from './access'
