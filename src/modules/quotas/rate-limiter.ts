@@ -1,0 +1,242 @@
+/**
+ * Fixed-window rate limits shared by every gateway instance: one atomic store.incr per rule and window, so
+ * N instances on one Redis enforce one limit, not N.
+ *
+ * When the store fails the limiter fails OPEN to local limits — never closed (a Redis outage must not turn
+ * into a total outage) and never unlimited (one noisy caller must not get everything): each instance counts
+ * in process with the same windows, at limit × localLimitFactor. The default factor 1 means every instance
+ * enforces the whole limit on its own, so the fleet admits at most (instances × limit) during an outage;
+ * a deployment that knows its replica count may pass 1/replicas instead.
+ *
+ * While the store is known to be down, calls do not wait on it: requests are decided locally and a
+ * background ping (at most one every PROBE_INTERVAL_MS) notices its return. Transitions are logged once.
+ */
+import { keys, StoreUnavailableError, type Store } from '../../store'
+import { createLocalCounter } from './local-counter.ts'
+
+export interface RateRule {
+  /** names the limit (e.g. `user`, `tenant`, `login`); one scope is always used with one windowMs */
+  scope: string
+  /** whom it counts: user, tenant, key, IP */
+  id: string
+  /** requests per window; 0 = unlimited */
+  limit: number
+  windowMs: number
+}
+
+export interface RateResult {
+  allowed: boolean
+  /** the limit applied: the local one when degraded; 0 = unlimited */
+  limit: number
+  /** requests left in this window; Infinity when unlimited */
+  remaining: number
+  /** ms until the window ends */
+  resetMs: number
+  /** whole seconds to wait, ≥ 1 when denied; 0 when allowed */
+  retryAfterS: number
+  scope: string
+  /** true when decided by the in-process fallback */
+  degraded: boolean
+}
+
+export interface RateLimiterLogger {
+  warn(obj: object, msg?: string): void
+  info(obj: object, msg?: string): void
+}
+
+export interface RateLimiterOptions {
+  store: Store
+  logger?: RateLimiterLogger
+  /**
+   * Wall clock in epoch ms. Windows are aligned to it, so instances must agree on the time (NTP): a skewed
+   * instance counts in the neighbouring window near a boundary. @default Date.now
+   */
+  now?: () => number
+  /** local limit = max(1, floor(limit × factor)) while the store is away. @default 1 */
+  localLimitFactor?: number
+  /** most in-process counters held during an outage. @default 10_000 */
+  localMaxKeys?: number
+}
+
+export interface RateLimiter {
+  /** counts one request against rule */
+  check(rule: RateRule): Promise<RateResult>
+  /** all rules counted; the result that denies (or the one with least remaining) is returned */
+  checkAll(rules: readonly RateRule[]): Promise<RateResult>
+  /** for login throttling: read a counter without incrementing (allowed = one more would be) … */
+  peek(rule: RateRule): Promise<RateResult>
+  /** … and reset it on success (the current window's counter) */
+  reset(rule: RateRule): Promise<void>
+}
+
+/** Keys outlive their window a little, so an instance whose clock lags still finds the window's count. */
+const TTL_MARGIN_MS = 1_000
+/** while the store is down, how often a background ping checks whether it is back */
+const PROBE_INTERVAL_MS = 250
+/** errors other than StoreUnavailableError are bugs (a key of the wrong type): logged, but not per request */
+const UNEXPECTED_LOG_INTERVAL_MS = 60_000
+
+interface Window {
+  key: string
+  end: number
+  now: number
+}
+
+export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
+  const { store, logger } = opts
+  const clock = opts.now ?? Date.now
+  const factor = opts.localLimitFactor ?? 1
+  if (!Number.isFinite(factor) || factor <= 0) throw new RangeError(`localLimitFactor must be > 0, got ${factor}`)
+  const local = createLocalCounter(opts.localMaxKeys)
+  const health = createStoreHealth(store, logger)
+  /** scope → its windowMs: two windows under one scope would share keys whenever their starts coincide */
+  const scopeWindows = new Map<string, number>()
+
+  function validate(rule: RateRule): void {
+    if (!Number.isSafeInteger(rule.limit) || rule.limit < 0) {
+      throw new RangeError(`limit must be an integer ≥ 0, got ${rule.limit}`)
+    }
+    if (!Number.isSafeInteger(rule.windowMs) || rule.windowMs <= 0) {
+      throw new RangeError(`windowMs must be a positive integer, got ${rule.windowMs}`)
+    }
+    const bound = scopeWindows.get(rule.scope)
+    if (bound === undefined) scopeWindows.set(rule.scope, rule.windowMs)
+    else if (bound !== rule.windowMs) {
+      throw new RangeError(`rate-limit scope "${rule.scope}" is used with windowMs ${bound} and ${rule.windowMs}`)
+    }
+  }
+
+  function windowOf(rule: RateRule): Window {
+    const now = clock()
+    const start = Math.floor(now / rule.windowMs) * rule.windowMs
+    return { key: keys.rateLimit(rule.scope, rule.id, start), end: start + rule.windowMs, now }
+  }
+
+  function localLimit(limit: number): number {
+    return Math.max(1, Math.floor(limit * factor))
+  }
+
+  /** used = requests counted so far, including this one for check(); peek asks whether one more fits */
+  function decide(rule: RateRule, limit: number, used: number, w: Window, degraded: boolean, peek = false): RateResult {
+    const allowed = peek ? used < limit : used <= limit
+    const resetMs = Math.max(0, w.end - w.now)
+    const retryAfterS = allowed ? 0 : Math.max(1, Math.ceil(resetMs / 1000))
+    return { allowed, limit, remaining: Math.max(0, limit - used), resetMs, retryAfterS, scope: rule.scope, degraded }
+  }
+
+  async function check(rule: RateRule): Promise<RateResult> {
+    validate(rule)
+    if (rule.limit === 0) return unlimited(rule.scope)
+    const w = windowOf(rule)
+    const ttlMs = rule.windowMs + TTL_MARGIN_MS
+    const used = await health.attempt('incr', async () => (await store.incr(w.key, 1, ttlMs)).value)
+    if (used !== undefined) return decide(rule, rule.limit, used, w, false)
+    return decide(rule, localLimit(rule.limit), local.incr(w.key, w.end, w.now), w, true)
+  }
+
+  async function checkAll(rules: readonly RateRule[]): Promise<RateResult> {
+    // issued in one tick, so node-redis sends the increments in one pipeline
+    const results = await Promise.all(rules.map(check))
+    return deciding(results) ?? unlimited('')
+  }
+
+  async function peek(rule: RateRule): Promise<RateResult> {
+    validate(rule)
+    if (rule.limit === 0) return unlimited(rule.scope)
+    const w = windowOf(rule)
+    const used = await health.attempt('get', async () => toCount(await store.get(w.key)))
+    if (used !== undefined) return decide(rule, rule.limit, used, w, false, true)
+    return decide(rule, localLimit(rule.limit), local.get(w.key, w.now), w, true, true)
+  }
+
+  async function reset(rule: RateRule): Promise<void> {
+    validate(rule)
+    if (rule.limit === 0) return
+    const w = windowOf(rule)
+    local.delete(w.key)
+    await health.attempt('del', () => store.del(w.key))
+  }
+
+  return { check, checkAll, peek, reset }
+}
+
+/** A denial wins (the one that ends last: the caller must wait that long anyway), else the least remaining. */
+function deciding(results: RateResult[]): RateResult | undefined {
+  let best: RateResult | undefined
+  for (const r of results) {
+    if (!best) best = r
+    else if (!r.allowed && (best.allowed || r.resetMs > best.resetMs)) best = r
+    else if (r.allowed && best.allowed && r.remaining < best.remaining) best = r
+  }
+  return best
+}
+
+function unlimited(scope: string): RateResult {
+  return { allowed: true, limit: 0, remaining: Infinity, resetMs: 0, retryAfterS: 0, scope, degraded: false }
+}
+
+function toCount(value: string | null): number {
+  const n = Number(value ?? 0)
+  if (!Number.isSafeInteger(n)) throw new TypeError(`rate-limit counter holds ${JSON.stringify(value)}`)
+  return n
+}
+
+/**
+ * Whether the shared store is worth asking, with one log line per transition. attempt() runs a store call
+ * and returns undefined when the caller must decide locally instead; it never throws.
+ */
+function createStoreHealth(store: Store, logger: RateLimiterLogger | undefined) {
+  let down = false
+  /** performance.now() of the last recovery: a call that started earlier and fails late is stale news */
+  let upSince = -Infinity
+  let probing = false
+  let lastProbeAt = -Infinity
+  let lastUnexpectedLogAt = -Infinity
+
+  function probe(): void {
+    if (probing || performance.now() - lastProbeAt < PROBE_INTERVAL_MS) return
+    probing = true
+    lastProbeAt = performance.now()
+    store
+      .ping()
+      .then(recovered, () => {})
+      .finally(() => (probing = false))
+  }
+
+  function recovered(): void {
+    if (!down) return
+    down = false
+    upSince = performance.now()
+    logger?.info({ store: store.kind }, 'rate limits: shared store is back; enforcing shared limits again')
+  }
+
+  function failed(op: string, err: unknown, startedAt: number): void {
+    if (!(err instanceof StoreUnavailableError)) {
+      if (performance.now() - lastUnexpectedLogAt < UNEXPECTED_LOG_INTERVAL_MS) return
+      lastUnexpectedLogAt = performance.now()
+      logger?.warn({ err, op }, 'rate limits: unexpected store error; decided locally')
+      return
+    }
+    if (down || startedAt < upSince) return
+    down = true
+    lastProbeAt = performance.now() // give the store a moment before the first probe
+    const msg = 'rate limits: shared store unavailable; enforcing local per-instance limits'
+    logger?.warn({ err, op, store: store.kind }, msg)
+  }
+
+  return {
+    async attempt<T>(op: string, call: () => Promise<T>): Promise<T | undefined> {
+      if (down) {
+        probe()
+        return undefined
+      }
+      const startedAt = performance.now()
+      try {
+        return await call()
+      } catch (err) {
+        failed(op, err, startedAt)
+        return undefined
+      }
+    },
+  }
+}
