@@ -7,12 +7,16 @@ import { openapi } from '@elysiajs/openapi'
 import { Elysia } from 'elysia'
 import type { Deps } from './deps'
 import { errorsPlugin } from './http/errors-plugin'
+import { authModule } from './modules/auth'
+import { authPlugin } from './modules/auth/plugin'
 import { opsModule } from './modules/ops'
 import { createRequestRecorder, httpObservabilityPlugin } from './observability/http-plugin'
 
 export function createApp(deps: Deps) {
   const { config, logger, metrics } = deps
   const recordRequest = createRequestRecorder({ logger, metrics })
+  const { identity } = deps
+  const auth = authPlugin({ authenticate: identity.authenticate, identity: identity.identity, limiter: identity.limiter, metrics })
   const app = new Elysia({ name: 'voicehelper-gateway' })
   return app
     .use(errorsPlugin({ logger, bodyLimit: config.bodyLimitBytes, routes: () => app.routes, onErrorResponse: recordRequest }))
@@ -38,11 +42,22 @@ export function createApp(deps: Deps) {
             version: config.version,
             description: 'Chat streaming (SSE), voice sessions (WebSocket) and administration for the VoiceHelper assistant.',
           },
-          tags: [{ name: 'Operations', description: 'Health, readiness and metrics' }],
+          tags: [
+            { name: 'Operations', description: 'Health, readiness and metrics' },
+            { name: 'Auth', description: 'Login, tokens, sign-up' },
+            { name: 'API keys', description: 'Keys for services' },
+          ],
+          components: {
+            securitySchemes: {
+              bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+              apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+            },
+          },
         },
       }),
     )
     .use(opsModule(deps))
+    .use(authModule({ auth, service: identity.service, apiKeys: identity.apiKeys }))
 }
 
 export type App = ReturnType<typeof createApp>

@@ -7,6 +7,7 @@ import { bootstrap } from './db/bootstrap'
 import { createLogger, type Logger } from './observability/logger'
 import { createMetrics, type Metrics } from './observability/metrics'
 import { type Simulator, startSimulator } from './simulator/server'
+import { createIdentityStack, type IdentityStack } from './modules/auth/stack'
 import { createStore, type Store } from './store'
 
 export interface Lifecycle {
@@ -23,6 +24,8 @@ export interface Deps {
   /** the algorithm service base URLs in use (the embedded simulator's when none is configured) */
   upstreamUrls(): readonly string[]
   readonly simulator?: Simulator
+  /** authentication, revocation, access, quotas, audit: shared by every feature module */
+  readonly identity: IdentityStack
   readonly lifecycle: Lifecycle
   close(): Promise<void>
 }
@@ -58,6 +61,9 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
     }
     const upstreams = simulator ? [simulator.url] : config.algoServiceUrls
 
+    const identity = await createIdentityStack({ config, db: db.db, store, logger })
+    opened.push(identity)
+
     let closed = false
     return {
       config,
@@ -66,6 +72,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
       db,
       store,
       simulator,
+      identity,
       upstreamUrls: () => upstreams,
       lifecycle: { draining: false },
       async close() {

@@ -8,11 +8,15 @@ export class AppError extends Error {
     readonly code: string,
     message: string,
     readonly details?: unknown,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; headers?: Record<string, string> },
   ) {
     super(message, options)
     this.name = 'AppError'
+    this.headers = options?.headers
   }
+
+  /** response headers that belong to this error (Retry-After, RateLimit-*) */
+  readonly headers?: Record<string, string>
 }
 
 export const badRequest = (code: string, message: string, details?: unknown) =>

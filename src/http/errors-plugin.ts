@@ -54,6 +54,7 @@ export function errorsPlugin({ logger, bodyLimit, routes, onErrorResponse }: Err
       if (appError.status >= 500) {
         logger.error({ err: error, request_id: metaOf(request).id, method: request.method, path }, 'request failed')
       }
+      if (appError.headers) Object.assign(set.headers, appError.headers)
       if (appError.status === 405) set.headers.allow = allowedMethods(path).join(', ')
       set.status = appError.status
       onErrorResponse(request, (ctx as { route?: string }).route, appError.status)

@@ -31,6 +31,18 @@ export function createMetrics() {
       labelNames: ['type'] as const,
       registers: [registry],
     }),
+    authFailures: new Counter({
+      name: 'auth_failures_total',
+      help: 'Refused authentications and authorisations by error code',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
+    rateLimitRejections: new Counter({
+      name: 'rate_limit_rejections_total',
+      help: 'Requests refused by a rate limit, by scope',
+      labelNames: ['scope'] as const,
+      registers: [registry],
+    }),
     dependencyUp: new Gauge({
       name: 'gateway_dependency_up',
       help: 'Last readiness result per dependency (1 up, 0 down)',

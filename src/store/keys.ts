@@ -32,6 +32,13 @@ export const keys = {
    */
   revokedSession: (tenantId: string, sessionId: string) => tenantKey(tenantId, 'auth', 'revoked-session', sessionId),
 
+  /**
+   * Present while the store holds every durable revocation (loaded from Postgres). Its absence means the
+   * store lost its data (a Redis restart) and the denylist must be reloaded before any token is trusted.
+   * No TTL.
+   */
+  revocationsLoaded: () => key('auth', 'revocations-loaded'),
+
   /** Single-use voice ticket → JSON of the principal it was issued to. TTL: 60 s; consumed with del() === 1. */
   voiceTicket: (ticket: string) => key('voice', 'ticket', ticket),
 

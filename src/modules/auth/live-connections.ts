@@ -1,0 +1,69 @@
+/**
+ * The live connections (chat streams, voice sessions) of each principal on this instance, so that a
+ * revocation — of a token, a login session, an API key, a user or a whole tenant — ends them at once.
+ * Notices from other instances arrive over the invalidation bus.
+ */
+import type { Invalidation, InvalidationBus } from './invalidation'
+
+export interface LiveConnection {
+  readonly id: string
+  readonly kind: 'chat' | 'voice'
+  readonly tenantId: string
+  readonly userId: string
+  readonly sessionId?: string
+  readonly jti?: string
+  readonly apiKeyId?: string
+  /** ends the connection; called at most once */
+  end(reason: 'token_revoked'): void
+}
+
+export interface LiveConnections {
+  /** returns the function that unregisters it */
+  register(connection: LiveConnection): () => void
+  list(): LiveConnection[]
+  /** ends every connection the notice revokes; returns how many */
+  apply(notice: Invalidation): number
+}
+
+export function createLiveConnections(bus?: InvalidationBus): LiveConnections {
+  const live = new Map<string, LiveConnection>()
+
+  function revokedBy(notice: Invalidation, c: LiveConnection): boolean {
+    switch (notice.t) {
+      case 'jti':
+        return c.jti === notice.jti
+      case 'session':
+        return c.tenantId === notice.tenant && c.sessionId === notice.id
+      case 'apikey':
+        return c.apiKeyId === notice.id
+      case 'user':
+        return notice.ended === true && c.tenantId === notice.tenant && c.userId === notice.id
+      case 'tenant':
+        return notice.ended === true && c.tenantId === notice.id
+      default:
+        return false
+    }
+  }
+
+  const registry: LiveConnections = {
+    register(connection) {
+      live.set(connection.id, connection)
+      return () => {
+        if (live.get(connection.id) === connection) live.delete(connection.id)
+      }
+    },
+    list: () => [...live.values()],
+    apply(notice) {
+      let ended = 0
+      for (const c of [...live.values()]) {
+        if (!revokedBy(notice, c)) continue
+        live.delete(c.id)
+        c.end('token_revoked')
+        ended++
+      }
+      return ended
+    },
+  }
+  bus?.onMessage((notice) => registry.apply(notice))
+  return registry
+}

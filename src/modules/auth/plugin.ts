@@ -1,0 +1,81 @@
+/**
+ * Auth is declared, not parsed: `{ auth: 'chat:write' }` (a permission) or `{ auth: true }` (any
+ * authenticated caller) on HTTP and WebSocket routes alike. The macro authenticates, checks the
+ * permission, applies the per-user and per-tenant rate limits, and puts the `principal` in the context.
+ */
+import { Elysia } from 'elysia'
+import { AppError } from '../../errors'
+import type { Metrics } from '../../observability/metrics'
+import { decide } from '../access'
+import { type RateLimiter, rateLimitHeaders } from '../quotas'
+import type { Authenticate } from './authenticate'
+import { authErrors } from './errors'
+import type { IdentityCache } from './identity-cache'
+import type { Principal } from './principal'
+
+/** Tokens with less than this left get X-Token-Refresh-Required (seed: 15 minutes). */
+const REFRESH_HINT_S = 15 * 60
+
+export const QUOTA_DEFAULTS = { requests_per_minute_per_user: 120, requests_per_minute: 6000 }
+
+export interface AuthPluginDeps {
+  authenticate: Authenticate
+  identity: IdentityCache
+  limiter: RateLimiter
+  metrics: Metrics
+}
+
+export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPluginDeps) {
+  async function rateLimit(principal: Principal, set: { headers: Record<string, string | number> }) {
+    const tenant = await identity.tenant(principal.tenantId)
+    const quotas = { ...QUOTA_DEFAULTS, ...tenant?.quotas }
+    const result = await limiter.checkAll([
+      { scope: 'user', id: `${principal.tenantId}:${principal.userId}`, limit: quotas.requests_per_minute_per_user, windowMs: 60_000 },
+      { scope: 'tenant', id: principal.tenantId, limit: quotas.requests_per_minute, windowMs: 60_000 },
+    ])
+    const headers = rateLimitHeaders(result)
+    if (!result.allowed) {
+      metrics.rateLimitRejections.inc({ scope: result.scope })
+      throw new AppError(429, 'RATE_LIMITED', 'Too many requests', { scope: result.scope, retry_after_s: result.retryAfterS }, { headers })
+    }
+    Object.assign(set.headers, headers)
+  }
+
+  // Filled by the transform step, read by resolve: authentication runs in `transform` so that it comes
+  // before body validation — an unauthenticated caller learns nothing about a route's schema.
+  const principals = new WeakMap<Request, Principal>()
+
+  async function admit(request: Request, set: { headers: Record<string, string | number> }, required: string | true) {
+    let principal: Principal
+    try {
+      principal = await authenticate(request)
+      if (required !== true && !decide(principal.subject, required).allowed) {
+        throw authErrors.permissionDenied(required)
+      }
+    } catch (err) {
+      if (err instanceof AppError) metrics.authFailures.inc({ code: err.code })
+      throw err
+    }
+    if (principal.expiresAt !== undefined && principal.expiresAt - Date.now() / 1000 < REFRESH_HINT_S) {
+      set.headers['x-token-refresh-required'] = 'true'
+      set.headers['x-token-expires-at'] = String(principal.expiresAt)
+    }
+    await rateLimit(principal, set)
+    principals.set(request, principal)
+  }
+
+  return new Elysia({ name: 'voicehelper.auth' }).macro({
+    /** `true`: any authenticated caller; a permission such as `'chat:write'`: callers holding it */
+    auth(required: string | true) {
+      return {
+        // documented on the route, so /swagger/json says what each route requires
+        detail: {
+          security: [{ bearer: [] }, { apiKey: [] }],
+          'x-permission': required === true ? 'authenticated' : required,
+        },
+        transform: ({ request, set }) => admit(request, set, required),
+        resolve: ({ request }) => ({ principal: principals.get(request)! }),
+      }
+    },
+  })
+}
