@@ -68,7 +68,7 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
     }
   }
 
-  return {
+  const store: Store = {
     kind: 'memory',
 
     async get(key) {
@@ -96,6 +96,18 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
     async exists(key) {
       open('exists')
       return live(key) !== undefined
+    },
+
+    async mGet(keys) {
+      open('mGet')
+      return keys.map((key) => typed(key, isString)?.value ?? null)
+    },
+
+    async incrMany(entries) {
+      open('incrMany')
+      const results = []
+      for (const { key, by, ttlMs } of entries) results.push(await store.incr(key, by, ttlMs))
+      return results
     },
 
     async incr(key, by = 1, ttlMs) {
@@ -191,6 +203,7 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
       data.clear()
     },
   }
+  return store
 }
 
 function isExpired(entry: Entry, now: number): boolean {

@@ -34,15 +34,23 @@ const FIRST_CONNECT_WAIT_MS = 1_000
 const MAX_RECONNECT_DELAY_MS = 1_000
 
 /** Applies the TTL only to a new key (or one without a TTL), in the same round trip as the add. */
+/** KEYS[i] gets ARGV[2i-1] added and, when it has no TTL, ARGV[2i] ms of TTL; returns value, ttl pairs. */
 const INCR_SCRIPT = `
-local value = redis.call('INCRBY', KEYS[1], ARGV[1])
-local ttl = redis.call('PTTL', KEYS[1])
-local want = tonumber(ARGV[2])
-if ttl == -1 and want > 0 then
-  redis.call('PEXPIRE', KEYS[1], want)
-  ttl = want
+local out = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('INCRBY', key, ARGV[2 * i - 1])
+  local ttl = redis.call('PTTL', key)
+  local want = tonumber(ARGV[2 * i])
+  if ttl == -1 and want > 0 then
+    redis.call('PEXPIRE', key, want)
+    ttl = want
+  end
+  out[2 * i - 1] = value
+  out[2 * i] = ttl
 end
-return {value, ttl}`
+return out`
+/** EVALSHA sends 40 bytes instead of the script on every call; EVAL loads it when Redis lost it (restart). */
+const INCR_SHA = new Bun.CryptoHasher('sha1').update(INCR_SCRIPT).digest('hex')
 
 interface Subscription {
   handler: MessageHandler
@@ -165,6 +173,23 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
     }
   }
 
+  async function incrMany(entries: ReadonlyArray<{ key: string; by?: number; ttlMs?: number }>) {
+    if (entries.length === 0) return []
+    const args: string[] = []
+    for (const { by = 1, ttlMs } of entries) {
+      checkIncrement(by)
+      args.push(String(by), String(checkTtl(ttlMs) ?? 0))
+    }
+    const options = { keys: entries.map((e) => e.key), arguments: args }
+    const reply = (await run('incr', () =>
+      client.evalSha(INCR_SHA, options).catch((err: unknown) => {
+        if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return client.eval(INCR_SCRIPT, options)
+        throw err
+      }),
+    )) as number[]
+    return entries.map((_, i) => ({ value: reply[2 * i]!, ttlMs: reply[2 * i + 1]! }))
+  }
+
   return {
     kind: 'redis',
 
@@ -191,13 +216,15 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
     },
 
     async incr(key, by = 1, ttlMs) {
-      checkIncrement(by)
-      const ttl = checkTtl(ttlMs) ?? 0
-      const reply = await run('incr', () =>
-        client.eval(INCR_SCRIPT, { keys: [key], arguments: [String(by), String(ttl)] }),
-      )
-      const [value, remaining] = reply as [number, number]
-      return { value, ttlMs: remaining }
+      const [result] = await incrMany([{ key, by, ttlMs }])
+      return result!
+    },
+
+    incrMany,
+
+    async mGet(keys) {
+      if (keys.length === 0) return []
+      return run('mGet', () => client.mGet(keys))
     },
 
     async sAdd(key, members, ttlMs) {

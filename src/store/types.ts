@@ -19,12 +19,16 @@ export interface Store {
   /** returns how many of the keys existed */
   del(...keys: string[]): Promise<number>
   exists(key: string): Promise<boolean>
+  /** the values of several keys in one round trip (null where absent) */
+  mGet(keys: string[]): Promise<Array<string | null>>
   /**
    * Atomic add of an integer (default 1). ttlMs is applied when the key is created — or found without a TTL —
    * and never extended afterwards, so a fixed rate-limit window really ends. Returns the new value and the
    * key's remaining TTL in ms (-1: none). One round trip in Redis.
    */
   incr(key: string, by?: number, ttlMs?: number): Promise<{ value: number; ttlMs: number }>
+  /** several incr in one atomic step and one round trip (e.g. the per-user and per-tenant limits of a request) */
+  incrMany(entries: ReadonlyArray<{ key: string; by?: number; ttlMs?: number }>): Promise<Array<{ value: number; ttlMs: number }>>
   /** adds members; sets/refreshes the TTL when given; returns how many were new */
   sAdd(key: string, members: string[], ttlMs?: number): Promise<number>
   /** returns how many were removed; an emptied set disappears */

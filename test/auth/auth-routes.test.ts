@@ -186,7 +186,7 @@ describe('API keys', () => {
     expect(list.items.map((k) => k.id)).toContain(key.id)
     expect(JSON.stringify(list)).not.toContain(key.key)
 
-    for (const headers of [{ authorization: `Bearer ${key.key}` }, { 'x-api-key': key.key }]) {
+    for (const headers of [{ authorization: `Bearer ${key.key}` }, { 'x-api-key': key.key }] as Array<Record<string, string>>) {
       expect((await gw.request('/api/v2/api-keys', { headers })).status).toBe(200)
     }
     // the key holds apikey:read only: it cannot create keys, although its creator can
@@ -218,6 +218,26 @@ describe('API keys', () => {
     expect((await gw.request('/api/v2/api-keys', { headers: { 'x-api-key': created.key } })).status).toBe(401)
     const past = await post('/api/v2/api-keys', { name: 'past', permissions: [], expires_at: new Date(Date.now() - 1000).toISOString() }, user.auth)
     expect(past.status).toBe(400)
+  })
+})
+
+describe('quotas', () => {
+  test("per-user and per-tenant request limits come from the tenant's quotas: 429 RATE_LIMITED with headers", async () => {
+    const limited = await makeTenant(gw, { quotas: { requests_per_minute_per_user: 3, requests_per_minute: 5 } })
+    const [one, two] = await Promise.all([makeUser(gw, { tenantId: limited }), makeUser(gw, { tenantId: limited })])
+    const statuses: number[] = []
+    for (let i = 0; i < 4; i++) statuses.push((await gw.request('/api/v2/auth/me', { headers: one.auth })).status)
+    expect(statuses).toEqual([200, 200, 200, 429])
+    const refused = await gw.request('/api/v2/auth/me', { headers: one.auth })
+    expect(await refused.json()).toMatchObject({ code: 'RATE_LIMITED', details: { scope: 'user' } })
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0)
+    expect(refused.headers.get('ratelimit-remaining')).toBe('0')
+    // the tenant's 5 per minute: `one` spent 5 already, so `two` is refused at once by the tenant limit
+    const other = await gw.request('/api/v2/auth/me', { headers: two.auth })
+    expect(other.status).toBe(429)
+    expect(await other.json()).toMatchObject({ details: { scope: 'tenant' } })
+    // another tenant is unaffected
+    expect((await gw.request('/api/v2/auth/me', { headers: (await makeUser(gw, { tenantId })).auth })).status).toBe(200)
   })
 })
 

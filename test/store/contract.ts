@@ -82,6 +82,23 @@ export function storeContract(name: string, createStore: () => Promise<Store>): 
         expect(await store.get(key)).toBe('4')
       })
 
+      test('incrMany counts several keys in one step, each with its own TTL', async () => {
+        const [a, b] = [k('many-a'), k('many-b')]
+        await store.incr(a, 10)
+        const results = await store.incrMany([{ key: a, by: 2 }, { key: b, ttlMs: 30_000 }])
+        expect(results[0]).toEqual({ value: 12, ttlMs: -1 })
+        expect(results[1]!.value).toBe(1)
+        expect(results[1]!.ttlMs).toBeGreaterThan(25_000)
+        expect(await store.incrMany([])).toEqual([])
+      })
+
+      test('mGet reads several keys at once, null where absent', async () => {
+        const [a, b] = [k('mget-a'), k('mget-b')]
+        await store.set(a, 'x')
+        expect(await store.mGet([a, b])).toEqual(['x', null])
+        expect(await store.mGet([])).toEqual([])
+      })
+
       test('200 parallel incr give every value once and set the TTL once', async () => {
         const key = k('race')
         const results = await Promise.all(Array.from({ length: 200 }, () => store.incr(key, 1, 60_000)))

@@ -32,6 +32,17 @@ export function credentialOf(headers: Headers): string | null {
   return headers.get('x-api-key')
 }
 
+export type OnIdentified = (who: { userId: string; tenantId: string }) => Promise<void>
+
+/** a promise that never rejects, so work started early cannot become an unhandled rejection */
+function settle(work: Promise<void> | undefined): Promise<{ error?: unknown }> {
+  return work ? work.then(() => ({}), (error: unknown) => ({ error })) : Promise.resolve({})
+}
+
+function rethrow(outcome: { error?: unknown }): void {
+  if ('error' in outcome) throw outcome.error
+}
+
 /** Verified tokens kept so that each token pays for signature verification (~45 µs with jose) once. */
 const VERIFIED_CACHE_MAX = 20_000
 
@@ -91,10 +102,12 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     if (state === 'revoked') throw authErrors.tokenRevoked()
   }
 
-  async function fromJwt(token: string, headers: Headers): Promise<Principal> {
+  async function fromJwt(token: string, headers: Headers, onIdentified?: OnIdentified): Promise<Principal> {
     const claims = await verify(token)
+    const alongside = settle(onIdentified?.({ userId: claims.user_id, tenantId: claims.tenant_id }))
     await notRevoked({ jti: claims.jti, tenantId: claims.tenant_id, sessionId: claims.session_id || undefined })
     const [user, tenant] = await activeUserAndTenant(claims.user_id, claims.tenant_id)
+    await alongside.then(rethrow)
     return {
       kind: 'user',
       userId: user.id,
@@ -111,7 +124,7 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     }
   }
 
-  async function fromApiKey(secret: string, headers: Headers): Promise<Principal> {
+  async function fromApiKey(secret: string, headers: Headers, onIdentified?: OnIdentified): Promise<Principal> {
     let key
     try {
       key = await apiKeys.lookup(secret)
@@ -122,6 +135,7 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     if (key.revokedAt) throw authErrors.tokenRevoked()
     if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) throw authErrors.tokenInvalid('expired')
     const [user, tenant] = await activeUserAndTenant(key.userId, key.tenantId)
+    await settle(onIdentified?.({ userId: key.userId, tenantId: key.tenantId })).then(rethrow)
     apiKeys.touch(key.id)
     return {
       kind: 'api_key',
@@ -137,13 +151,18 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     }
   }
 
-  return async function authenticate(request: Request): Promise<Principal> {
+  /**
+   * `onIdentified` runs as soon as the caller's identity is verified, alongside the revocation check (the
+   * plugin counts rate limits there: both store round trips then share one). Its failure is reported only
+   * after the checks that come before it in the seed's order.
+   */
+  return async function authenticate(request: Request, onIdentified?: OnIdentified): Promise<Principal> {
     const credential = credentialOf(request.headers)
     if (credential === null) throw authErrors.tokenMissing()
     if (credential === '') throw authErrors.tokenInvalid('malformed_header')
     return credential.startsWith(API_KEY_PREFIX)
-      ? fromApiKey(credential, request.headers)
-      : fromJwt(credential, request.headers)
+      ? fromApiKey(credential, request.headers, onIdentified)
+      : fromJwt(credential, request.headers, onIdentified)
   }
 }
 

@@ -26,12 +26,13 @@ export interface AuthPluginDeps {
 }
 
 export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPluginDeps) {
-  async function rateLimit(principal: Principal, set: { headers: Record<string, string | number> }) {
-    const tenant = await identity.tenant(principal.tenantId)
+  /** per user and per tenant (the caller's own tenant, also when a super_admin acts in another) */
+  async function rateLimit(who: { userId: string; tenantId: string }, set: { headers: Record<string, string | number> }) {
+    const tenant = await identity.tenant(who.tenantId)
     const quotas = { ...QUOTA_DEFAULTS, ...tenant?.quotas }
     const result = await limiter.checkAll([
-      { scope: 'user', id: `${principal.tenantId}:${principal.userId}`, limit: quotas.requests_per_minute_per_user, windowMs: 60_000 },
-      { scope: 'tenant', id: principal.tenantId, limit: quotas.requests_per_minute, windowMs: 60_000 },
+      { scope: 'user', id: `${who.tenantId}:${who.userId}`, limit: quotas.requests_per_minute_per_user, windowMs: 60_000 },
+      { scope: 'tenant', id: who.tenantId, limit: quotas.requests_per_minute, windowMs: 60_000 },
     ])
     const headers = rateLimitHeaders(result)
     if (!result.allowed) {
@@ -48,19 +49,18 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
   async function admit(request: Request, set: { headers: Record<string, string | number> }, required: string | true) {
     let principal: Principal
     try {
-      principal = await authenticate(request)
+      principal = await authenticate(request, (who) => rateLimit(who, set))
       if (required !== true && !decide(principal.subject, required).allowed) {
         throw authErrors.permissionDenied(required)
       }
     } catch (err) {
-      if (err instanceof AppError) metrics.authFailures.inc({ code: err.code })
+      if (err instanceof AppError && err.code !== 'RATE_LIMITED') metrics.authFailures.inc({ code: err.code })
       throw err
     }
     if (principal.expiresAt !== undefined && principal.expiresAt - Date.now() / 1000 < REFRESH_HINT_S) {
       set.headers['x-token-refresh-required'] = 'true'
       set.headers['x-token-expires-at'] = String(principal.expiresAt)
     }
-    await rateLimit(principal, set)
     principals.set(request, principal)
   }
 

@@ -59,20 +59,15 @@ export function createRevocation({ db, store, logger }: { db: Database; store: S
 
   return {
     async check({ jti, tenantId, sessionId }) {
-      // Issued in one tick, node-redis pipelines the three reads into one round trip.
-      const [jtiRevoked, sessionRevoked, loaded] = await Promise.all([
-        store.exists(keys.revokedJti(jti)),
-        sessionId ? store.exists(keys.revokedSession(tenantId, sessionId)) : false,
-        store.exists(keys.revocationsLoaded()),
-      ])
-      if (jtiRevoked || sessionRevoked) return 'revoked'
-      if (loaded) return 'ok'
-      await ensureLoaded()
-      const [again, againSession] = await Promise.all([
-        store.exists(keys.revokedJti(jti)),
-        sessionId ? store.exists(keys.revokedSession(tenantId, sessionId)) : false,
-      ])
-      return again || againSession ? 'revoked' : 'ok'
+      // one round trip: the two denylists and the marker that says the store still holds them
+      const read = () =>
+        store.mGet([keys.revokedJti(jti), keys.revokedSession(tenantId, sessionId ?? '-'), keys.revocationsLoaded()])
+      let [jtiRevoked, sessionRevoked, loaded] = await read()
+      if (!loaded) {
+        await ensureLoaded()
+        ;[jtiRevoked, sessionRevoked] = await read()
+      }
+      return jtiRevoked !== null || sessionRevoked !== null ? 'revoked' : 'ok'
     },
 
     async revokeToken({ jti, tenantId, userId, expiresAt, reason }) {

@@ -134,9 +134,21 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     return decide(rule, localLimit(rule.limit), local.incr(w.key, w.end, w.now), w, true)
   }
 
+  /** every limited rule counted in one atomic store step (one round trip), falling back to local as check() does */
   async function checkAll(rules: readonly RateRule[]): Promise<RateResult> {
-    // issued in one tick, so node-redis sends the increments in one pipeline
-    const results = await Promise.all(rules.map(check))
+    for (const rule of rules) validate(rule)
+    const limited = rules.filter((r) => r.limit !== 0)
+    if (limited.length === 0) return deciding(rules.map((r) => unlimited(r.scope))) ?? unlimited('')
+    const windows = limited.map(windowOf)
+    const counted = await health.attempt('incr', async () =>
+      store.incrMany(limited.map((r, i) => ({ key: windows[i]!.key, by: 1, ttlMs: r.windowMs + TTL_MARGIN_MS }))),
+    )
+    const results = limited.map((rule, i) => {
+      const w = windows[i]!
+      return counted !== undefined
+        ? decide(rule, rule.limit, counted[i]!.value, w, false)
+        : decide(rule, localLimit(rule.limit), local.incr(w.key, w.end, w.now), w, true)
+    })
     return deciding(results) ?? unlimited('')
   }
 
