@@ -7,6 +7,7 @@ import { openapi } from '@elysiajs/openapi'
 import { Elysia } from 'elysia'
 import type { Deps } from './deps'
 import { errorsPlugin } from './http/errors-plugin'
+import { adminModule } from './modules/admin'
 import { authModule } from './modules/auth'
 import { authPlugin } from './modules/auth/plugin'
 import { opsModule } from './modules/ops'
@@ -46,6 +47,7 @@ export function createApp(deps: Deps) {
             { name: 'Operations', description: 'Health, readiness and metrics' },
             { name: 'Auth', description: 'Login, tokens, sign-up' },
             { name: 'API keys', description: 'Keys for services' },
+            { name: 'Admin', description: 'Tenants, users, roles, grants, audit log and stats' },
           ],
           components: {
             securitySchemes: {
@@ -58,6 +60,7 @@ export function createApp(deps: Deps) {
     )
     .use(opsModule(deps))
     .use(authModule({ auth, service: identity.service, apiKeys: identity.apiKeys }))
+    .use(adminModule({ auth, deps }))
 }
 
 export type App = ReturnType<typeof createApp>
