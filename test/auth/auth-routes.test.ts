@@ -63,6 +63,25 @@ describe('login', () => {
     expect((await login(other.email, TEST_PASSWORD)).status).toBe(200)
   })
 
+  test('failed logins from one client address are throttled across accounts (real socket)', async () => {
+    const server = gw.app.listen({ port: 0, hostname: '127.0.0.1' }).server!
+    try {
+      const base = `http://127.0.0.1:${server.port}/api/v2/auth/login`
+      const attempt = (email: string, password: string) =>
+        fetch(base, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password, tenant_id: tenantId }) })
+      const { LOGIN_LIMITS } = await import('../../src/modules/auth/service')
+      for (let i = 0; i < LOGIN_LIMITS.perIp; i++) {
+        expect((await attempt(`spray-${i}@example.com`, 'guess')).status).toBe(401)
+      }
+      const user = await makeUser(gw, { tenantId })
+      const blocked = await attempt(user.email, TEST_PASSWORD)
+      expect(blocked.status).toBe(429)
+      expect(blocked.headers.get('retry-after')).not.toBeNull()
+    } finally {
+      await server.stop(true)
+    }
+  }, 30_000)
+
   test('a disabled user and a suspended tenant cannot log in', async () => {
     const suspended = await makeTenant(gw)
     const user = await makeUser(gw, { tenantId: suspended })
