@@ -8,15 +8,23 @@
 
 const PREFIX = 'vh'
 
+/** the characters encodeURIComponent leaves alone: such a part is already its own encoding */
+const UNRESERVED = /^[A-Za-z0-9_.!~*'()-]+$/
+
 function part(value: string | number): string {
   const s = String(value)
   if (s.length === 0) throw new RangeError('empty store key part')
-  return encodeURIComponent(s)
+  // keys are built on every authenticated request; most parts (ids, uuids) need no encoding
+  return UNRESERVED.test(s) ? s : encodeURIComponent(s)
 }
 
 function key(...parts: Array<string | number>): string {
-  return [PREFIX, ...parts.map(part)].join(':')
+  let out = PREFIX
+  for (const p of parts) out += `:${part(p)}`
+  return out
 }
+
+const REVOCATIONS_LOADED = key('auth', 'revocations-loaded')
 
 function tenantKey(tenantId: string, ...parts: Array<string | number>): string {
   return key('t', tenantId, ...parts)
@@ -37,7 +45,7 @@ export const keys = {
    * store lost its data (a Redis restart) and the denylist must be reloaded before any token is trusted.
    * No TTL.
    */
-  revocationsLoaded: () => key('auth', 'revocations-loaded'),
+  revocationsLoaded: () => REVOCATIONS_LOADED,
 
   /** Single-use voice ticket → JSON of the principal it was issued to. TTL: 60 s; consumed with del() === 1. */
   voiceTicket: (ticket: string) => key('voice', 'ticket', ticket),

@@ -33,8 +33,10 @@ const CONNECT_TIMEOUT_MS = 1_000
 const FIRST_CONNECT_WAIT_MS = 1_000
 const MAX_RECONNECT_DELAY_MS = 1_000
 
-/** Applies the TTL only to a new key (or one without a TTL), in the same round trip as the add. */
-/** KEYS[i] gets ARGV[2i-1] added and, when it has no TTL, ARGV[2i] ms of TTL; returns value, ttl pairs. */
+/**
+ * Applies the TTL only to a new key (or one without a TTL), in the same round trip as the add.
+ * KEYS[i] gets ARGV[2i-1] added and, when it has no TTL, ARGV[2i] ms of TTL; returns value, ttl pairs.
+ */
 const INCR_SCRIPT = `
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -86,6 +88,9 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
         url,
         disableOfflineQueue: true, // a call while disconnected must fail, not wait for the reconnect
         socket: { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: reconnectDelay },
+        // run() bounds every call itself; node-redis's own default (an AbortSignal.timeout per command) only
+        // adds per-command cost on the auth hot path
+        commandOptions: { timeout: 0 },
       })
     } catch (err) {
       throw new StoreUnavailableError('connect', { cause: err })
