@@ -7,7 +7,7 @@ import { and, desc, eq, inArray, lt, type SQL } from 'drizzle-orm'
 import { type Database, pgErrorCode } from '../../db'
 import { conversations, resourceShares, tenants, type User, users } from '../../db/schema'
 import { AppError } from '../../errors'
-import { newId } from '../../lib/ids'
+import { insertAccount } from '../auth/accounts'
 import type { InvalidationBus } from '../auth/invalidation'
 import { type Actor, type Audited, adminErrors, listScope, type PageRequest, pageOf } from './actor'
 import { assertCanGrant, assertCanManageUser, assertNoSelfDemotion, assignableRoles, type CustomRoles, validPermissions } from './guard'
@@ -87,24 +87,7 @@ export function createUserAdmin({ db, bus, audited }: { db: Database; bus: Inval
         const [tenant] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId))
         if (!tenant) throw adminErrors.validation('tenant_id', 'Unknown tenant', [tenantId])
         const roles = assignableRoles(actor, input.roles ?? ['user'], await loadCustomRoles(db, tenantId))
-        const email = input.email.trim().toLowerCase()
-        let row: User
-        try {
-          ;[row] = (await db
-            .insert(users)
-            .values({
-              id: newId('usr'),
-              tenantId,
-              email,
-              username: input.username?.trim() || email.split('@')[0]!,
-              passwordHash: await Bun.password.hash(input.password, { algorithm: 'argon2id' }),
-              roles,
-            })
-            .returning()) as [User]
-        } catch (err) {
-          if (pgErrorCode(err) === '23505') throw new AppError(409, 'EMAIL_TAKEN', 'An account with this email already exists in this tenant')
-          throw err
-        }
+        const row = await insertAccount(db, { tenantId, email: input.email, password: input.password, username: input.username, roles })
         // an id is never cached before it exists, but "every change publishes" keeps this obviously right
         await bus.publish({ t: 'user', tenant: tenantId, id: row.id })
         return { value: userView(row), tenantId, target: { type: 'user', id: row.id }, details: { roles } }

@@ -91,6 +91,27 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     return tenant.id
   }
 
+  type CredentialFacts = Pick<Principal, 'kind' | 'isSuperAdmin' | 'sessionId' | 'jti' | 'expiresAt' | 'apiKeyId'>
+
+  async function principalOf(
+    user: IdentityUser,
+    tenant: IdentityTenant,
+    headers: Headers,
+    facts: CredentialFacts,
+    keyGrants?: readonly string[],
+  ): Promise<Principal> {
+    return {
+      ...facts,
+      userId: user.id,
+      username: user.username,
+      email: user.email,
+      tenantId: await actingTenant(headers, user),
+      homeTenantId: user.tenantId,
+      roles: user.roles,
+      subject: subjectOf(user, tenant, keyGrants),
+    }
+  }
+
   async function notRevoked(token: { jti: string; tenantId: string; sessionId?: string }): Promise<void> {
     let state: 'ok' | 'revoked'
     try {
@@ -108,20 +129,13 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     await notRevoked({ jti: claims.jti, tenantId: claims.tenant_id, sessionId: claims.session_id || undefined })
     const [user, tenant] = await activeUserAndTenant(claims.user_id, claims.tenant_id)
     await alongside.then(rethrow)
-    return {
+    return principalOf(user, tenant, headers, {
       kind: 'user',
-      userId: user.id,
-      username: user.username,
-      email: user.email,
-      tenantId: await actingTenant(headers, user),
-      homeTenantId: user.tenantId,
-      roles: user.roles,
       sessionId: claims.session_id || undefined,
       jti: claims.jti,
       expiresAt: claims.exp,
       isSuperAdmin: user.roles.includes('super_admin'),
-      subject: subjectOf(user, tenant),
-    }
+    })
   }
 
   async function fromApiKey(secret: string, headers: Headers, onIdentified?: OnIdentified): Promise<Principal> {
@@ -137,18 +151,7 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     const [user, tenant] = await activeUserAndTenant(key.userId, key.tenantId)
     await settle(onIdentified?.({ userId: key.userId, tenantId: key.tenantId })).then(rethrow)
     apiKeys.touch(key.id)
-    return {
-      kind: 'api_key',
-      userId: user.id,
-      username: user.username,
-      email: user.email,
-      tenantId: await actingTenant(headers, user),
-      homeTenantId: user.tenantId,
-      roles: user.roles,
-      apiKeyId: key.id,
-      isSuperAdmin: false,
-      subject: subjectOf(user, tenant, key.permissions),
-    }
+    return principalOf(user, tenant, headers, { kind: 'api_key', apiKeyId: key.id, isSuperAdmin: false }, key.permissions)
   }
 
   /**

@@ -4,7 +4,6 @@
  */
 import { and, eq, sql } from 'drizzle-orm'
 import type { Database } from '../../db'
-import { pgErrorCode } from '../../db'
 import { loginSessions, refreshTokens, tenants, users } from '../../db/schema'
 import { AppError } from '../../errors'
 import { newId } from '../../lib/ids'
@@ -12,6 +11,7 @@ import { effectiveGrants } from '../access'
 import type { Audit, AuditContext } from '../audit/service'
 import type { RateLimiter, RateRule } from '../quotas'
 import { rateLimitHeaders } from '../quotas'
+import { insertAccount } from './accounts'
 import { hashSecret } from './api-keys'
 import { authErrors } from './errors'
 import type { IdentityCache } from './identity-cache'
@@ -88,24 +88,9 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
       if (!tenant || tenant.status !== 'active' || tenant.settings.allow_signup !== true) {
         throw new AppError(403, 'SIGNUP_DISABLED', 'Self sign-up is not open for this tenant')
       }
-      try {
-        const [user] = await db
-          .insert(users)
-          .values({
-            id: newId('usr'),
-            tenantId,
-            email,
-            username: input.username?.trim() || email.split('@')[0]!,
-            passwordHash: await Bun.password.hash(input.password, { algorithm: 'argon2id' }),
-            roles: ['user'],
-          })
-          .returning()
-        await audit.record({ tenantId, actor: { id: user!.id, type: 'user' }, action: 'auth.register', target: { type: 'user', id: user!.id }, outcome: 'success' }, ctx)
-        return { ...userView(user!), status: user!.status }
-      } catch (err) {
-        if (pgErrorCode(err) === '23505') throw new AppError(409, 'EMAIL_TAKEN', 'An account with this email already exists')
-        throw err
-      }
+      const user = await insertAccount(db, { tenantId, email, password: input.password, username: input.username, roles: ['user'] })
+      await audit.record({ tenantId, actor: { id: user.id, type: 'user' }, action: 'auth.register', target: { type: 'user', id: user.id }, outcome: 'success' }, ctx)
+      return { ...userView(user), status: user.status }
     },
 
     async login(input: { email: string; password: string; tenant_id?: string }, ctx: AuditContext) {
