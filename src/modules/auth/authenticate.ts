@@ -3,7 +3,6 @@
  * user_id, jti) → not revoked (fail closed when the store cannot answer) → user exists and is active →
  * tenant active → X-Tenant-ID rules. Permission checks follow in the plugin.
  */
-import { StoreUnavailableError } from '../../store'
 import { type AccessSubject, roleGrants } from '../access'
 import type { ApiKeys } from './api-keys'
 import { API_KEY_PREFIX } from './api-keys'
@@ -117,7 +116,7 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     try {
       state = await revocation.check(token)
     } catch (err) {
-      if (err instanceof StoreUnavailableError) throw authErrors.serviceUnavailable(err)
+      // the store (or, while refilling it, Postgres) cannot answer: fail closed
       throw authErrors.serviceUnavailable(err)
     }
     if (state === 'revoked') throw authErrors.tokenRevoked()

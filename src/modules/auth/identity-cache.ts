@@ -2,7 +2,7 @@
  * Users and tenants as the auth path needs them, cached in-process. Entries live at most `ttlMs` (a
  * backstop); every change is pushed over the invalidation bus, so it takes effect on every instance at once.
  */
-import { and, eq } from 'drizzle-orm'
+import { eq } from 'drizzle-orm'
 import type { Database } from '../../db'
 import { roles, type TenantQuotas, tenantPermissions, tenants, users } from '../../db/schema'
 import type { InvalidationBus } from './invalidation'
@@ -108,7 +108,7 @@ export function createIdentityCache({
         if (!row) return null
         const [grants, custom] = await Promise.all([
           db.select().from(tenantPermissions).where(eq(tenantPermissions.tenantId, id)),
-          db.select().from(roles).where(and(eq(roles.tenantId, id))),
+          db.select().from(roles).where(eq(roles.tenantId, id)),
         ])
         return {
           id: row.id,

@@ -60,6 +60,7 @@ export function createRevocation({ db, store, logger }: { db: Database; store: S
   return {
     async check({ jti, tenantId, sessionId }) {
       // one round trip: the two denylists and the marker that says the store still holds them
+      // (a token without a session reads a session key no session can have)
       const read = () =>
         store.mGet([keys.revokedJti(jti), keys.revokedSession(tenantId, sessionId ?? '-'), keys.revocationsLoaded()])
       let [jtiRevoked, sessionRevoked, loaded] = await read()
