@@ -270,6 +270,15 @@ describe('tenancy', () => {
     expect(missing.status).toBe(403)
   })
 
+  test("an API key never acts in another tenant, even a super_admin's", async () => {
+    const admin = await makeUser(gw, { tenantId: 'default', roles: ['super_admin'] })
+    const created = (await (await post('/api/v2/api-keys', { name: 'svc', permissions: ['apikey:read'] }, admin.auth)).json()) as { key: string }
+    expect((await gw.request('/api/v2/auth/me', { headers: { 'x-api-key': created.key } })).status).toBe(200)
+    const across = await gw.request('/api/v2/auth/me', { headers: { 'x-api-key': created.key, 'x-tenant-id': tenantId } })
+    expect(across.status).toBe(403)
+    expect(((await across.json()) as { code: string }).code).toBe('TENANT_MISMATCH')
+  })
+
   test('a user naming their own tenant in X-Tenant-ID is fine', async () => {
     const user = await makeUser(gw, { tenantId })
     expect((await gw.request('/api/v2/auth/me', { headers: { ...user.auth, 'x-tenant-id': tenantId } })).status).toBe(200)

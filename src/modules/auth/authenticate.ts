@@ -80,11 +80,14 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     }
   }
 
-  /** X-Tenant-ID: only a super_admin may act in another tenant; anyone else must name their own. */
-  async function actingTenant(headers: Headers, user: IdentityUser): Promise<string> {
+  /**
+   * X-Tenant-ID: only a super_admin, signed in as themselves, may act in another tenant; anyone else — and
+   * any API key, whoever created it — must name their own.
+   */
+  async function actingTenant(headers: Headers, user: IdentityUser, kind: Principal['kind']): Promise<string> {
     const requested = headers.get('x-tenant-id')
     if (!requested || requested === user.tenantId) return user.tenantId
-    if (!user.roles.includes('super_admin')) throw authErrors.tenantMismatch()
+    if (kind !== 'user' || !user.roles.includes('super_admin')) throw authErrors.tenantMismatch()
     const tenant = await identity.tenant(requested)
     if (!tenant) throw authErrors.tenantMismatch()
     return tenant.id
@@ -104,7 +107,7 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
       userId: user.id,
       username: user.username,
       email: user.email,
-      tenantId: await actingTenant(headers, user),
+      tenantId: await actingTenant(headers, user, facts.kind),
       homeTenantId: user.tenantId,
       roles: user.roles,
       subject: subjectOf(user, tenant, keyGrants),
