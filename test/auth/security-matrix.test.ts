@@ -136,6 +136,13 @@ describe('security matrix: every protected route', () => {
     for (const route of guarded) await expectRefused(route, noGrants.auth, 403, 'PERMISSION_DENIED')
   })
 
+  test('refusals are counted by code in /metrics', async () => {
+    const text = await (await gw.request('/metrics')).text()
+    for (const code of ['TOKEN_MISSING', 'TOKEN_INVALID', 'TOKEN_REVOKED', 'USER_DISABLED', 'TENANT_SUSPENDED', 'TENANT_MISMATCH', 'PERMISSION_DENIED']) {
+      expect(text).toMatch(new RegExp(`auth_failures_total\\{code="${code}"\\} [1-9]`))
+    }
+  })
+
   test('a caller holding everything is let through: whatever the answer, it is not an auth refusal and not a 5xx', async () => {
     for (const route of routes.filter((r) => !r.path.endsWith('/logout'))) {
       const res = await call(route, superAdmin.auth)
