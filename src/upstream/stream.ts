@@ -1,0 +1,161 @@
+/**
+ * One `/query` attempt on one upstream, from the request to the last line.
+ *
+ * Everything that ends the attempt goes through one AbortController: the caller's signal, `cancel()`, the
+ * first-byte and idle timers. Aborting it aborts the fetch (so the upstream socket closes, whatever stage the
+ * request is in) and releases the upstream's outstanding slot, exactly once. The Response is held until then:
+ * a collected Response can cut a stream short (Portkey-AI/gateway#1659).
+ */
+import type { Breaker } from './breaker.ts'
+import { UpstreamError } from './errors.ts'
+import { readNdjson, type NdjsonItem } from './ndjson.ts'
+import type { UpstreamQuery, UpstreamStream } from './pool.ts'
+
+/** The pool's bookkeeping for one base URL. */
+export interface Upstream {
+  readonly url: string
+  healthy: boolean
+  outstanding: number
+  readonly breaker: Breaker
+}
+
+export interface StreamSettings {
+  firstByteTimeoutMs: number
+  idleTimeoutMs: number
+  maxLineBytes: number
+  userAgent: string
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: StreamSettings): Promise<UpstreamStream> {
+  const ctrl = new AbortController()
+  const { signal } = ctrl
+  let held: { response?: Response } = {}
+  let verdict: 'pending' | 'given' = 'pending'
+  let timer: ReturnType<typeof setTimeout> | undefined
+
+  u.outstanding++
+  u.breaker.attempt()
+  const onCallerAbort = () => ctrl.abort(req.signal.reason)
+  req.signal.addEventListener('abort', onCallerAbort, { once: true })
+
+  let released = false
+  function release() {
+    if (released) return
+    released = true
+    u.outstanding--
+    clearTimeout(timer)
+    req.signal.removeEventListener('abort', onCallerAbort)
+    // The caller left before the upstream proved itself either way: no verdict, but free a half-open trial.
+    if (verdict === 'pending') u.breaker.abandon()
+    held = {}
+  }
+  signal.addEventListener('abort', release, { once: true })
+
+  /**
+   * Records the upstream's failure once. Timeouts, broken streams and 5xx/408/429 count; the caller's own abort
+   * and a 4xx (the upstream is alive, it disliked the request) do not.
+   */
+  function judge(err: unknown) {
+    if (!(err instanceof UpstreamError) || verdict === 'given') return
+    const status = err.upstreamStatus
+    if (status !== undefined && status < 500 && status !== 408 && status !== 429) return
+    verdict = 'given'
+    u.breaker.failure()
+  }
+
+  /** Aborting with an UpstreamError makes the fetch and the reader throw it, so the timeout surfaces as itself. */
+  function arm(ms: number, message: string) {
+    clearTimeout(timer)
+    timer = setTimeout(() => ctrl.abort(new UpstreamError('ALGO_TIMEOUT', message, { upstream: u.url })), ms)
+  }
+
+  if (req.signal.aborted) ctrl.abort(req.signal.reason)
+  arm(s.firstByteTimeoutMs, `no answer from the algorithm service within ${s.firstByteTimeoutMs} ms`)
+
+  let lines: AsyncGenerator<NdjsonItem>
+  let first: IteratorResult<NdjsonItem>
+  try {
+    const headers: Record<string, string> = {
+      'Content-Type': 'application/json',
+      Accept: 'application/x-ndjson',
+      'X-Request-ID': req.requestId,
+      'User-Agent': s.userAgent,
+    }
+    if (req.traceparent) headers.traceparent = req.traceparent
+    let response: Response
+    try {
+      response = await fetch(`${u.url}/query`, { method: 'POST', headers, body: JSON.stringify(req.body), signal })
+    } catch (err) {
+      if (signal.aborted) throw signal.reason
+      throw new UpstreamError('ALGO_SERVICE_ERROR', `algorithm service unreachable: ${describe(err)}`, {
+        upstream: u.url,
+        cause: err,
+      })
+    }
+    held.response = response
+    if (!response.ok) {
+      await response.body?.cancel().catch(() => {})
+      throw new UpstreamError('ALGO_SERVICE_ERROR', `algorithm service answered HTTP ${response.status}`, {
+        status: response.status,
+        upstream: u.url,
+      })
+    }
+    lines = readNdjson(response.body ?? new ReadableStream(), { maxLineBytes: s.maxLineBytes, signal })
+    first = await lines.next()
+  } catch (err) {
+    judge(err)
+    // Closes the connection if it is still open (timeout, bad status) and releases the slot.
+    ctrl.abort(err)
+    throw err
+  }
+
+  clearTimeout(timer)
+  verdict = 'given'
+  // An answer is enough to pass a half-open trial (the trial slot must not stay taken for a whole long stream),
+  // but only a clean end resets the failure count: an upstream that always breaks mid-stream must still trip.
+  if (first.done || u.breaker.state() === 'half_open') u.breaker.success()
+  if (first.done) release()
+
+  async function* relay(): AsyncGenerator<NdjsonItem> {
+    let ended = false
+    try {
+      if (first.done) return void (ended = true)
+      // cancel() may come before the caller ever reads: nothing more is handed out after it.
+      if (signal.aborted) throw signal.reason
+      yield first.value
+      while (true) {
+        if (signal.aborted) throw signal.reason
+        // Only the upstream's silence counts: the timer runs while waiting for it, not while the caller is busy.
+        arm(s.idleTimeoutMs, `algorithm service silent for ${s.idleTimeoutMs} ms`)
+        const next = await lines.next()
+        clearTimeout(timer)
+        if (next.done) {
+          u.breaker.success()
+          return void (ended = true)
+        }
+        yield next.value
+      }
+    } catch (err) {
+      // A break after a good start counts against the upstream; the caller's own abort (not an UpstreamError) does not.
+      if (err instanceof UpstreamError) u.breaker.failure()
+      throw err
+    } finally {
+      // Stopped early (error, break, cancel): abort so the upstream stops generating. A clean end keeps the socket.
+      if (!ended) ctrl.abort(new DOMException('upstream stream closed by the caller', 'AbortError'))
+      await lines.return(undefined)
+      release()
+    }
+  }
+
+  return {
+    upstream: u.url,
+    lines: relay(),
+    cancel(reason = 'cancelled') {
+      ctrl.abort(new DOMException(reason, 'AbortError'))
+    },
+  }
+}

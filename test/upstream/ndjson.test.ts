@@ -1,0 +1,179 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { startSimulator, type Simulator } from '../../src/simulator/server.ts'
+import { LINE_TOO_LONG, UpstreamError } from '../../src/upstream/errors.ts'
+import { readNdjson } from '../../src/upstream/ndjson.ts'
+import { ask, chunked, collect, failure, readAll } from './helpers.ts'
+
+const values = (items: Awaited<ReturnType<typeof readAll>>) => items.map((i) => (i.kind === 'line' ? i.value : i))
+
+describe('readNdjson on chosen chunk boundaries', () => {
+  test('lines split across chunks come out whole, numbered from 1', async () => {
+    const items = await readAll(chunked('{"a":1}\n{"b"', ':2}', '\n{"c":3}\n'))
+    expect(items).toEqual([
+      { kind: 'line', value: { a: 1 }, lineNumber: 1 },
+      { kind: 'line', value: { b: 2 }, lineNumber: 2 },
+      { kind: 'line', value: { c: 3 }, lineNumber: 3 },
+    ])
+  })
+
+  test('a multi-byte character split across chunks is decoded intact', async () => {
+    const bytes = new TextEncoder().encode('{"t":"café 👋 中"}\n')
+    const cuts = [9, 10, 14, 15, 16, 19] // inside é, inside the emoji, inside 中
+    const pieces = cuts.map((c, i) => bytes.subarray(i === 0 ? 0 : cuts[i - 1], c))
+    pieces.push(bytes.subarray(cuts.at(-1)))
+    expect(values(await readAll(chunked(...pieces)))).toEqual([{ t: 'café 👋 中' }])
+  })
+
+  test('one byte per chunk still works', async () => {
+    const bytes = new TextEncoder().encode('{"x":"ü"}\n\n{"y":2}')
+    const pieces = Array.from(bytes, (b) => Uint8Array.of(b))
+    expect(values(await readAll(chunked(...pieces)))).toEqual([{ x: 'ü' }, { y: 2 }])
+  })
+
+  test('blank lines are skipped and not numbered; CRLF is accepted', async () => {
+    const items = await readAll(chunked('\n\n{"a":1}\r\n  \r\n\t\n{"b":2}\n\n'))
+    expect(items.map((i) => i.lineNumber)).toEqual([1, 2])
+    expect(values(items)).toEqual([{ a: 1 }, { b: 2 }])
+  })
+
+  test('invalid JSON and non-objects are reported, numbered, and reading goes on', async () => {
+    const items = await readAll(chunked('not json\n[1,2]\n42\nnull\n"s"\n{"ok":true}\n{"trunc":\n'))
+    expect(items).toEqual([
+      { kind: 'invalid', lineNumber: 1, reason: 'json' },
+      { kind: 'invalid', lineNumber: 2, reason: 'not_object' },
+      { kind: 'invalid', lineNumber: 3, reason: 'not_object' },
+      { kind: 'invalid', lineNumber: 4, reason: 'not_object' },
+      { kind: 'invalid', lineNumber: 5, reason: 'not_object' },
+      { kind: 'line', value: { ok: true }, lineNumber: 6 },
+      { kind: 'invalid', lineNumber: 7, reason: 'json' },
+    ])
+  })
+
+  test('bytes that are not UTF-8 make an invalid line', async () => {
+    const items = await readAll(chunked(Uint8Array.of(0x7b, 0xff, 0x7d, 0x0a), '{"a":1}\n'))
+    expect(items.map((i) => i.kind)).toEqual(['invalid', 'line'])
+  })
+
+  test('a final line without a newline is still read', async () => {
+    expect(values(await readAll(chunked('{"a":1}\n{"b":', '2}')))).toEqual([{ a: 1 }, { b: 2 }])
+  })
+
+  test('an empty body gives nothing', async () => {
+    expect(await readAll(chunked())).toEqual([])
+  })
+
+  test('a line of exactly maxLineBytes passes; one byte more is a STREAM_ERROR', async () => {
+    const line = `{"x":"${'a'.repeat(92)}"}` // 100 bytes
+    expect(await readAll(chunked(`${line}\n`), 100)).toHaveLength(1)
+    expect(await readAll(chunked(line), 100)).toHaveLength(1)
+    const err = await failure(readAll(chunked(`{"x":"${'a'.repeat(93)}"}\n`), 100))
+    expect(err).toBeInstanceOf(UpstreamError)
+    expect(err).toMatchObject({ code: 'STREAM_ERROR', message: LINE_TOO_LONG })
+  })
+
+  test('a line that never ends is refused after about maxLineBytes, not buffered', async () => {
+    let pulled = 0
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += 4096
+        controller.enqueue(new Uint8Array(4096).fill(0x61))
+      },
+    })
+    const err = await failure(readAll(endless, 64 * 1024))
+    expect(err).toMatchObject({ code: 'STREAM_ERROR', message: LINE_TOO_LONG })
+    expect(pulled).toBeLessThanOrEqual(64 * 1024 + 3 * 4096)
+  })
+
+  test('a reader error becomes STREAM_ERROR after the lines before it', async () => {
+    let sent = false
+    const broken = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent) return controller.error(new Error('ECONNRESET'))
+        sent = true
+        controller.enqueue(new TextEncoder().encode('{"a":1}\n{"b":'))
+      },
+    })
+    const seen: unknown[] = []
+    const err = await failure(
+      (async () => {
+        for await (const item of readNdjson(broken, { maxLineBytes: 1024 })) seen.push(item)
+      })(),
+    )
+    expect(seen).toHaveLength(1)
+    expect(err).toMatchObject({ code: 'STREAM_ERROR' })
+    expect((err as Error).message).toContain('ECONNRESET')
+  })
+
+  test('an abort while waiting for bytes throws its reason and cancels the body', async () => {
+    let cancelled = false
+    const silent = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"a":1}\n'))
+      },
+      cancel() {
+        cancelled = true
+      },
+    })
+    const ctrl = new AbortController()
+    const gen = readNdjson(silent, { maxLineBytes: 1024, signal: ctrl.signal })
+    expect((await gen.next()).value).toMatchObject({ value: { a: 1 } })
+    const pending = gen.next()
+    setTimeout(() => ctrl.abort(new Error('stop')), 20)
+    expect(await failure(pending)).toMatchObject({ message: 'stop' })
+    expect(cancelled).toBe(true)
+  })
+
+  test('leaving early cancels the body', async () => {
+    let cancelled = false
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"a":1}\n{"b":2}\n'))
+      },
+      cancel() {
+        cancelled = true
+      },
+    })
+    for await (const _ of readNdjson(body, { maxLineBytes: 1024 })) break
+    expect(cancelled).toBe(true)
+  })
+})
+
+describe('readNdjson over a real socket (simulator)', () => {
+  let sim: Simulator
+  beforeAll(async () => {
+    sim = await startSimulator({ port: 0 })
+  })
+  afterAll(() => sim.stop())
+
+  const query = (directive: string) =>
+    fetch(`${sim.url}/query`, { method: 'POST', body: JSON.stringify(ask(directive)) }).then((r) => r.body!)
+
+  test('a long, fast answer arrives whole and in order', async () => {
+    const items = await readAll(await query('chunks=2000 chunk_size=40'))
+    expect(items).toHaveLength(2005)
+    expect(items.at(-1)).toMatchObject({ kind: 'line', value: { type: 'generation_done' }, lineNumber: 2005 })
+  })
+
+  test('garbage between lines is reported as invalid', async () => {
+    const items = await readAll(await query('mode=invalid_lines chunks=4'))
+    expect(items.filter((i) => i.kind === 'invalid').length).toBeGreaterThan(0)
+    expect(items.filter((i) => i.kind === 'line')).toHaveLength(9)
+  })
+
+  test('a connection reset mid-stream is a STREAM_ERROR after the lines sent', async () => {
+    const seen: unknown[] = []
+    const err = await failure(
+      (async () => {
+        for await (const item of readNdjson(await query('mode=drop_mid fail_after=3 delay_ms=5'), { maxLineBytes: 1 << 20 }))
+          seen.push(item)
+      })(),
+    )
+    expect(seen).toHaveLength(3)
+    expect(err).toMatchObject({ code: 'STREAM_ERROR' })
+  })
+
+  test('the simulator\'s oversized line is refused', async () => {
+    const err = await failure(readAll(await query('mode=oversized_line fail_after=2')))
+    expect(err).toMatchObject({ code: 'STREAM_ERROR', message: LINE_TOO_LONG })
+  })
+})

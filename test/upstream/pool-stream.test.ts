@@ -1,0 +1,230 @@
+/** One upstream, one stream: headers, timeouts, cancellation, and the outstanding count on every ending. */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { startSimulator, type Simulator } from '../../src/simulator/server.ts'
+import { createUpstreamPool, UpstreamError, type UpstreamPoolOptions } from '../../src/upstream/index.ts'
+import { ask, collect, failure, waitFor } from './helpers.ts'
+
+let sim: Simulator
+beforeAll(async () => {
+  sim = await startSimulator({ port: 0 })
+})
+afterAll(() => sim.stop())
+
+function pool(over: Partial<UpstreamPoolOptions> = {}) {
+  return createUpstreamPool({
+    urls: [sim.url],
+    firstByteTimeoutMs: 2000,
+    idleTimeoutMs: 2000,
+    healthIntervalMs: 0,
+    userAgent: 'VoiceHelper-Gateway/test',
+    ...over,
+  })
+}
+const live = () => new AbortController().signal
+const outstanding = (p: ReturnType<typeof pool>) => p.health()[0]!.outstanding
+/** Every test leaves the simulator with no open query; a leak shows up right where it happens. */
+const closed = () => waitFor(() => sim.stats.queriesOpen === 0, 'the upstream request to close', 1000)
+
+describe('upstream stream', () => {
+  test('sends the contract headers and the JSON body', async () => {
+    let seen: { headers: Headers; body: unknown } | undefined
+    const fake = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      async fetch(req) {
+        seen = { headers: req.headers, body: await req.json() }
+        return new Response('{"type":"generation_done"}\n', { headers: { 'Content-Type': 'application/x-ndjson' } })
+      },
+    })
+    try {
+      const p = createUpstreamPool({
+        urls: [`http://127.0.0.1:${fake.port}/`],
+        firstByteTimeoutMs: 1000,
+        idleTimeoutMs: 1000,
+        healthIntervalMs: 0,
+        userAgent: 'VoiceHelper-Gateway/9.9.9',
+      })
+      const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+      const stream = await p.query({ body: { q: 1 }, requestId: 'req_abc', traceparent, signal: live() })
+      expect(await collect(stream.lines)).toHaveLength(1)
+      expect(seen?.body).toEqual({ q: 1 })
+      expect(Object.fromEntries(seen!.headers)).toMatchObject({
+        'content-type': 'application/json',
+        accept: 'application/x-ndjson',
+        'x-request-id': 'req_abc',
+        'user-agent': 'VoiceHelper-Gateway/9.9.9',
+        traceparent,
+      })
+      expect(stream.upstream).toBe(`http://127.0.0.1:${fake.port}`)
+    } finally {
+      fake.stop(true)
+    }
+  })
+
+  test('reading to the end gives every line and releases the slot', async () => {
+    const p = pool()
+    const stream = await p.query({ body: ask('chunks=20'), requestId: 'r1', signal: live() })
+    expect(outstanding(p)).toBe(1)
+    const items = await collect(stream.lines)
+    expect(items).toHaveLength(25)
+    expect(items.at(-1)).toMatchObject({ kind: 'line', value: { type: 'generation_done' } })
+    expect(outstanding(p)).toBe(0)
+    stream.cancel() // after the end: harmless, and no double release
+    expect(outstanding(p)).toBe(0)
+  })
+
+  test('a long answer with pauses under the idle timeout is not cut (no total timeout)', async () => {
+    const p = pool({ firstByteTimeoutMs: 300, idleTimeoutMs: 300 })
+    const started = Date.now()
+    const stream = await p.query({ body: ask('chunks=25 delay_ms=60'), requestId: 'r2', signal: live() })
+    const items = await collect(stream.lines)
+    expect(items).toHaveLength(30)
+    expect(Date.now() - started).toBeGreaterThan(1000) // several times both timeouts
+  })
+
+  test('forced garbage collection mid-stream does not cut it (the Response is held)', async () => {
+    const p = pool()
+    const stream = await p.query({ body: ask('chunks=40 delay_ms=5'), requestId: 'gc', signal: live() })
+    let n = 0
+    for await (const _ of stream.lines) if (++n % 5 === 0) Bun.gc(true)
+    expect(n).toBe(45)
+  })
+
+  test('no first line within firstByteTimeoutMs → ALGO_TIMEOUT, and the request is closed', async () => {
+    const p = pool({ firstByteTimeoutMs: 200 })
+    const started = Date.now()
+    const err = await failure(p.query({ body: ask('first_byte_delay_ms=5000'), requestId: 'r3', signal: live() }))
+    expect(err).toBeInstanceOf(UpstreamError)
+    expect(err).toMatchObject({ code: 'ALGO_TIMEOUT', status: 504 })
+    expect(Date.now() - started).toBeLessThan(1000)
+    expect(outstanding(p)).toBe(0)
+    await closed()
+  })
+
+  test('headers without a line do not count as the first byte', async () => {
+    const p = pool({ firstByteTimeoutMs: 200 })
+    const err = await failure(p.query({ body: ask('first_line_delay_ms=5000'), requestId: 'r4', signal: live() }))
+    expect(err).toMatchObject({ code: 'ALGO_TIMEOUT' })
+    await closed()
+  })
+
+  test('silence past idleTimeoutMs between lines → ALGO_TIMEOUT after the lines received', async () => {
+    const p = pool({ idleTimeoutMs: 200 })
+    const stream = await p.query({ body: ask('mode=stall fail_after=3'), requestId: 'r5', signal: live() })
+    const seen: unknown[] = []
+    const err = await failure((async () => { for await (const i of stream.lines) seen.push(i) })())
+    expect(seen).toHaveLength(3)
+    expect(err).toMatchObject({ code: 'ALGO_TIMEOUT' })
+    expect(outstanding(p)).toBe(0)
+    await closed()
+  })
+
+  test('a pause past the idle timeout (silence_ms) is cut too', async () => {
+    const p = pool({ idleTimeoutMs: 150 })
+    const stream = await p.query({ body: ask('silence_ms=1000 fail_after=2'), requestId: 'r6', signal: live() })
+    expect(await failure(collect(stream.lines))).toMatchObject({ code: 'ALGO_TIMEOUT' })
+    await closed()
+  })
+
+  test('a slow reader is not an idle upstream', async () => {
+    const p = pool({ idleTimeoutMs: 100 })
+    const stream = await p.query({ body: ask('chunks=3'), requestId: 'r7', signal: live() })
+    let n = 0
+    for await (const _ of stream.lines) {
+      n++
+      await Bun.sleep(150)
+    }
+    expect(n).toBe(8)
+  })
+
+  test('leaving the loop early closes the upstream request', async () => {
+    const p = pool()
+    const stream = await p.query({ body: ask('chunks=100000 delay_ms=10'), requestId: 'r8', signal: live() })
+    let n = 0
+    for await (const _ of stream.lines) if (++n === 3) break
+    expect(outstanding(p)).toBe(0)
+    await closed()
+  })
+
+  test('cancel() mid-stream closes the upstream request at once and it stops generating', async () => {
+    const p = pool()
+    const stream = await p.query({ body: ask('chunks=100000 delay_ms=10'), requestId: 'r8b', signal: live() })
+    await stream.lines.next()
+    await stream.lines.next()
+    expect(sim.stats.queriesOpen).toBe(1)
+    stream.cancel('client_cancelled')
+    expect(outstanding(p)).toBe(0)
+    await closed()
+    const linesAfter = sim.stats.queryLinesGenerated
+    expect(await failure(stream.lines.next())).toMatchObject({ name: 'AbortError', message: 'client_cancelled' })
+    await Bun.sleep(60)
+    expect(sim.stats.queryLinesGenerated).toBe(linesAfter)
+  })
+
+  test('cancel() before reading anything still closes and releases', async () => {
+    const p = pool()
+    const stream = await p.query({ body: ask('chunks=100000 delay_ms=10'), requestId: 'r9', signal: live() })
+    stream.cancel()
+    expect(outstanding(p)).toBe(0)
+    await closed()
+    expect(await failure(stream.lines.next())).toMatchObject({ name: 'AbortError' })
+  })
+
+  test('the request signal aborts mid-stream', async () => {
+    const p = pool()
+    const ctrl = new AbortController()
+    const stream = await p.query({ body: ask('chunks=100000 delay_ms=10'), requestId: 'r10', signal: ctrl.signal })
+    await stream.lines.next()
+    const pending = stream.lines.next().then(() => stream.lines.next())
+    ctrl.abort(new Error('client went away'))
+    expect(await failure(pending)).toMatchObject({ message: 'client went away' })
+    expect(outstanding(p)).toBe(0)
+    await closed()
+  })
+
+  test('the request signal aborts before the first byte: query rejects and the upstream closes', async () => {
+    const p = pool({ firstByteTimeoutMs: 10_000 })
+    const ctrl = new AbortController()
+    const pending = p.query({ body: ask('first_byte_delay_ms=10000'), requestId: 'r11', signal: ctrl.signal })
+    await waitFor(() => sim.stats.queriesOpen === 1, 'the request to reach the upstream')
+    ctrl.abort(new Error('gone'))
+    expect(await failure(pending)).toMatchObject({ message: 'gone' })
+    expect(outstanding(p)).toBe(0)
+    await closed()
+  })
+
+  test('an already aborted signal sends nothing', async () => {
+    const p = pool()
+    const before = sim.stats.queriesStarted
+    const ctrl = new AbortController()
+    ctrl.abort(new Error('too late'))
+    expect(await failure(p.query({ body: ask(), requestId: 'r12', signal: ctrl.signal }))).toMatchObject({
+      message: 'too late',
+    })
+    expect(sim.stats.queriesStarted).toBe(before)
+  })
+
+  test('an oversized line is a STREAM_ERROR and closes the request', async () => {
+    const p = pool()
+    const stream = await p.query({ body: ask('mode=oversized_line fail_after=2 delay_ms=5'), requestId: 'r13', signal: live() })
+    expect(await failure(collect(stream.lines))).toMatchObject({ code: 'STREAM_ERROR' })
+    expect(outstanding(p)).toBe(0)
+    await closed()
+  })
+
+  test('many streams in parallel, ending every way, all leave the count at zero', async () => {
+    const p = pool()
+    const modes = ['chunks=5', 'mode=drop_mid fail_after=2', 'mode=stall fail_after=1', 'chunks=1000 delay_ms=5']
+    const runs = Array.from({ length: 40 }, async (_, i) => {
+      // A reset can beat the read of the lines before it (a stream's error discards its queue), so a drop may
+      // also surface from query() itself: either way it is an UpstreamError, never a leak.
+      const stream = await p.query({ body: ask(modes[i % 4]), requestId: `par${i}`, signal: AbortSignal.timeout(300) })
+      await collect(stream.lines)
+    })
+    const results = await Promise.allSettled(runs)
+    // Only the short answers finish inside the 300 ms the caller allows; drops, stalls and long ones end early.
+    expect(results.map((r) => r.status === 'fulfilled')).toEqual(Array.from({ length: 40 }, (_, i) => i % 4 === 0))
+    expect(outstanding(p)).toBe(0)
+    await closed()
+  })
+})
