@@ -10,6 +10,7 @@ import { errorsPlugin } from './http/errors-plugin'
 import { adminModule } from './modules/admin'
 import { authModule } from './modules/auth'
 import { authPlugin } from './modules/auth/plugin'
+import { conversationsModule } from './modules/conversations'
 import { opsModule } from './modules/ops'
 import { createRequestRecorder, httpObservabilityPlugin } from './observability/http-plugin'
 
@@ -48,6 +49,7 @@ export function createApp(deps: Deps) {
             { name: 'Auth', description: 'Login, tokens, sign-up' },
             { name: 'API keys', description: 'Keys for services' },
             { name: 'Admin', description: 'Tenants, users, roles, grants, audit log and stats' },
+            { name: 'Conversations', description: 'Conversations and their messages (owner or shared access)' },
           ],
           components: {
             securitySchemes: {
@@ -61,6 +63,7 @@ export function createApp(deps: Deps) {
     .use(opsModule(deps))
     .use(authModule({ auth, service: identity.service, apiKeys: identity.apiKeys }))
     .use(adminModule({ auth, deps }))
+    .use(conversationsModule({ auth, deps }))
 }
 
 export type App = ReturnType<typeof createApp>
