@@ -76,7 +76,7 @@ function toAppError(
   if (cause instanceof AppError) return cause
   switch (code) {
     case 'VALIDATION':
-      return validationError(error as ValidationError)
+      return validationError(error as ValidationError, request)
     case 'PARSE':
       return new AppError(400, 'INVALID_JSON', 'Request body could not be parsed')
     case 'NOT_FOUND': {
@@ -98,11 +98,22 @@ function toAppError(
   }
 }
 
-function validationError(error: ValidationError): AppError {
-  const where = error.type ?? 'body'
+/**
+ * Elysia 1.4 validates a converted query number on its own (type 'property') and drops its name; the name is
+ * recovered from the query string by the value that failed.
+ */
+function queryParamNamed(request: Request, value: unknown): string | undefined {
+  for (const [name, raw] of new URL(request.url).searchParams) if (raw === String(value)) return name
+  return undefined
+}
+
+function validationError(error: ValidationError, request: Request): AppError {
+  const lostName = error.type === 'property'
+  const where = lostName ? 'query' : (error.type ?? 'body')
   const details = (error.all ?? []).slice(0, 20).map((issue) => {
     const path = 'path' in issue && typeof issue.path === 'string' ? issue.path : ''
-    const field = path.replace(/^\//, '').replaceAll('/', '.') || where
+    const field =
+      path.replace(/^\//, '').replaceAll('/', '.') || (lostName ? queryParamNamed(request, error.value) : undefined) || where
     const message = ('summary' in issue && issue.summary) || issue.message
     return { field, in: where, message }
   })

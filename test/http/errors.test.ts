@@ -16,6 +16,7 @@ function mount(base: TestApp['app']) {
       body: t.Object({ name: t.String({ minLength: 1 }), count: t.Optional(t.Integer({ minimum: 0 })) }),
     })
     .get('/test/items/:id', ({ params }) => ({ id: params.id }))
+    .get('/test/list', ({ query }) => query, { query: t.Object({ limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })) }) })
     .get('/test/crash', () => {
       throw new Error('connect ECONNREFUSED 10.1.2.3:5432 password=hunter2')
     })
@@ -59,6 +60,13 @@ describe('error bodies', () => {
     )
     const fields = (body.details as Array<{ field: string }>).map((d) => d.field)
     expect(fields).toContain('name')
+  })
+
+  test('a query number out of range names the parameter', async () => {
+    for (const q of ['limit=0', 'limit=101', 'limit=ten']) {
+      const body = await expectError(await call(`/test/list?${q}`), 400, 'VALIDATION_FAILED')
+      expect(body.details).toContainEqual(expect.objectContaining({ field: 'limit', in: 'query' }))
+    }
   })
 
   test('an empty body is a validation failure, not a parse error', async () => {
