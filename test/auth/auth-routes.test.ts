@@ -3,7 +3,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { and, eq } from 'drizzle-orm'
 import { auditLogs } from '../../src/db/schema'
 import { createTestApp, jsonRequest, TEST_JWT_SECRET, type TestApp } from '../helpers/app'
-import { makeTenant, makeUser, TEST_PASSWORD } from '../helpers/identity'
+import { awayFromWindowEdge, makeTenant, makeUser, TEST_PASSWORD } from '../helpers/identity'
+import { LOGIN_LIMITS } from '../../src/modules/auth/service'
+
+const LOGIN_WINDOW_MS = LOGIN_LIMITS.windowMs
 import { jwtAttackCases } from './jwt-attacks'
 
 let gw: TestApp
@@ -53,6 +56,7 @@ describe('login', () => {
   })
 
   test('repeated failures for one account are throttled with 429 and Retry-After; others are unaffected', async () => {
+    await awayFromWindowEdge(LOGIN_WINDOW_MS, 10_000)
     const user = await makeUser(gw, { tenantId })
     const other = await makeUser(gw, { tenantId })
     for (let i = 0; i < 10; i++) expect((await login(user.email, 'bad-password')).status).toBe(401)
@@ -70,6 +74,7 @@ describe('login', () => {
       const attempt = (email: string, password: string) =>
         fetch(base, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password, tenant_id: tenantId }) })
       const { LOGIN_LIMITS } = await import('../../src/modules/auth/service')
+      await awayFromWindowEdge(LOGIN_LIMITS.windowMs, 15_000)
       for (let i = 0; i < LOGIN_LIMITS.perIp; i++) {
         expect((await attempt(`spray-${i}@example.com`, 'guess')).status).toBe(401)
       }
@@ -242,6 +247,7 @@ describe('API keys', () => {
 
 describe('quotas', () => {
   test("per-user and per-tenant request limits come from the tenant's quotas: 429 RATE_LIMITED with headers", async () => {
+    await awayFromWindowEdge(60_000, 5_000)
     const limited = await makeTenant(gw, { quotas: { requests_per_minute_per_user: 3, requests_per_minute: 5 } })
     const [one, two] = await Promise.all([makeUser(gw, { tenantId: limited }), makeUser(gw, { tenantId: limited })])
     const statuses: number[] = []

@@ -76,3 +76,12 @@ export async function makeTenantWithUsers(gw: TestApp) {
   ])
   return { tenantId, admin, user }
 }
+
+/**
+ * Rate limits count in fixed windows aligned to the clock: a test that needs `neededMs` inside one window
+ * waits for the next window when the current one is about to end, so it cannot straddle a boundary.
+ */
+export async function awayFromWindowEdge(windowMs: number, neededMs: number): Promise<void> {
+  const left = windowMs - (Date.now() % windowMs)
+  if (left < neededMs) await Bun.sleep(left + 20)
+}
