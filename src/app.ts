@@ -10,6 +10,7 @@ import { errorsPlugin } from './http/errors-plugin'
 import { adminModule } from './modules/admin'
 import { authModule } from './modules/auth'
 import { authPlugin } from './modules/auth/plugin'
+import { chatModule } from './modules/chat'
 import { conversationsModule } from './modules/conversations'
 import { opsModule } from './modules/ops'
 import { createRequestRecorder, httpObservabilityPlugin } from './observability/http-plugin'
@@ -50,6 +51,7 @@ export function createApp(deps: Deps) {
             { name: 'API keys', description: 'Keys for services' },
             { name: 'Admin', description: 'Tenants, users, roles, grants, audit log and stats' },
             { name: 'Conversations', description: 'Conversations and their messages (owner or shared access)' },
+            { name: 'Chat', description: 'Streaming answers (SSE) and their cancellation' },
           ],
           components: {
             securitySchemes: {
@@ -64,6 +66,7 @@ export function createApp(deps: Deps) {
     .use(authModule({ auth, service: identity.service, apiKeys: identity.apiKeys }))
     .use(adminModule({ auth, deps }))
     .use(conversationsModule({ auth, deps }))
+    .use(chatModule({ auth, deps }))
 }
 
 export type App = ReturnType<typeof createApp>

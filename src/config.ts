@@ -42,6 +42,7 @@ const EnvSchema = T.Object({
   ALGO_FIRST_BYTE_TIMEOUT_MS: T.Integer({ default: 30_000, minimum: 100 }),
   ALGO_IDLE_TIMEOUT_MS: T.Integer({ default: 60_000, minimum: 100 }),
   READY_CHECK_TIMEOUT_MS: T.Integer({ default: 1000, minimum: 50, maximum: 30_000 }),
+  CHAT_PING_INTERVAL_MS: T.Integer({ default: 15_000, minimum: 10, maximum: 120_000, description: 'SSE `: ping` period while the upstream is silent' }),
 })
 type Env = Static<typeof EnvSchema>
 
@@ -71,6 +72,8 @@ export interface Config {
   readonly algoFirstByteTimeoutMs: number
   readonly algoIdleTimeoutMs: number
   readonly readyCheckTimeoutMs: number
+  /** SSE `: ping` comment period while the upstream is silent */
+  readonly chatPingIntervalMs: number
 }
 
 export class ConfigError extends Error {
@@ -156,6 +159,7 @@ export function loadConfig(raw: RawEnv = process.env): Config {
     algoFirstByteTimeoutMs: env.ALGO_FIRST_BYTE_TIMEOUT_MS,
     algoIdleTimeoutMs: env.ALGO_IDLE_TIMEOUT_MS,
     readyCheckTimeoutMs: env.READY_CHECK_TIMEOUT_MS,
+    chatPingIntervalMs: env.CHAT_PING_INTERVAL_MS,
   }
 }
 

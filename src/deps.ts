@@ -9,6 +9,7 @@ import { createMetrics, type Metrics } from './observability/metrics'
 import { type Simulator, startSimulator } from './simulator/server'
 import { createIdentityStack, type IdentityStack } from './modules/auth/stack'
 import { createStore, type Store } from './store'
+import { createUpstreamPool, type UpstreamPool } from './upstream'
 
 export interface Lifecycle {
   /** set on SIGTERM: /ready answers 503 while work drains */
@@ -23,6 +24,8 @@ export interface Deps {
   readonly store: Store
   /** the algorithm service base URLs in use (the embedded simulator's when none is configured) */
   upstreamUrls(): readonly string[]
+  /** the algorithm-service client the chat stream calls */
+  readonly upstream: UpstreamPool
   readonly simulator?: Simulator
   /** authentication, revocation, access, quotas, audit: shared by every feature module */
   readonly identity: IdentityStack
@@ -61,6 +64,15 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
     }
     const upstreams = simulator ? [simulator.url] : config.algoServiceUrls
 
+    const upstream = createUpstreamPool({
+      urls: [...upstreams],
+      firstByteTimeoutMs: config.algoFirstByteTimeoutMs,
+      idleTimeoutMs: config.algoIdleTimeoutMs,
+      userAgent: `VoiceHelper-Gateway/${config.version}`,
+      logger,
+    })
+    opened.push({ close: async () => upstream.close() })
+
     const identity = await createIdentityStack({ config, db: db.db, store, logger })
     opened.push(identity)
 
@@ -74,6 +86,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
       simulator,
       identity,
       upstreamUrls: () => upstreams,
+      upstream,
       lifecycle: { draining: false },
       async close() {
         if (closed) return

@@ -1,0 +1,38 @@
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import type { TestApp } from '../helpers/app'
+import type { TestUser } from '../helpers/identity'
+import { chatRequest, chatUser, eventually, listeningGateway, SseReader } from './helpers'
+
+let gw: TestApp
+let base: string
+let user: TestUser
+
+beforeAll(async () => {
+  ;({ gw, base } = await listeningGateway({ ALGO_FIRST_BYTE_TIMEOUT_MS: '300', ALGO_IDLE_TIMEOUT_MS: '300', CHAT_PING_INTERVAL_MS: '100' }))
+  user = await chatUser(gw)
+}, 30_000)
+afterAll(async () => {
+  await gw.app.stop(true)
+  await gw.close()
+})
+
+async function endingOf(message: string) {
+  const events = await new SseReader(await fetch(`${base}/api/v2/chat/stream`, chatRequest(user, { message }))).rest()
+  const named = events.filter((e) => e.event)
+  return { names: named.slice(-2).map((e) => e.event), code: named.at(-2)!.data!.code }
+}
+
+test('no first line in time → error ALGO_TIMEOUT then stream_end', async () => {
+  expect(await endingOf('slow [[sim first_byte_delay_ms=2000]]')).toEqual({ names: ['error', 'stream_end'], code: 'ALGO_TIMEOUT' })
+  await eventually(() => gw.deps.simulator!.stats.queriesOpen === 0)
+})
+
+test('an upstream silent past the idle timeout → error ALGO_TIMEOUT', async () => {
+  expect(await endingOf('stall [[sim chunks=3 fail_after=2 mode=stall]]')).toEqual({ names: ['error', 'stream_end'], code: 'ALGO_TIMEOUT' })
+  await eventually(() => gw.deps.simulator!.stats.queriesOpen === 0)
+})
+
+test('a line over 1 MiB → error STREAM_ERROR', async () => {
+  expect(await endingOf('big [[sim chunks=3 fail_after=2 mode=oversized_line]]')).toEqual({ names: ['error', 'stream_end'], code: 'STREAM_ERROR' })
+  await eventually(() => gw.deps.simulator!.stats.queriesOpen === 0)
+})
