@@ -10,9 +10,11 @@ RUN bun install --frozen-lockfile --production --ignore-scripts
 
 FROM oven/bun:${BUN_VERSION}-slim AS runtime
 WORKDIR /app
+# Bun's fetch allows 256 requests in flight unless raised; it is read at start-up, so it is set here
 ENV NODE_ENV=production \
     PORT=8080 \
-    DATA_DIR=/app/data
+    DATA_DIR=/app/data \
+    BUN_CONFIG_MAX_HTTP_REQUESTS=4096
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json bunfig.toml tsconfig.json ./
 COPY src ./src
