@@ -54,8 +54,10 @@ describe('POST /api/v2/chat/stream', () => {
     expect(events.map((e) => e.id)).toEqual(events.map((_, i) => i))
     const start = { ...events[0]!.data! }
     expect(Object.keys(start).sort()).toEqual(['conversation_id', 'message_id', 'request_id', 'stream_id', 'timestamp'])
+    // contract §0: unix seconds
+    expect(Math.abs((start.timestamp as number) - Date.now() / 1000)).toBeLessThan(60)
     expect(start.request_id).toBe('req-normal-1')
-    expect(events[1]!.data).toMatchObject({ type: 'retrieval_start', request_id: 'req-normal-1', line_number: 1, timestamp: expect.any(String) })
+    expect(events[1]!.data).toMatchObject({ type: 'retrieval_start', request_id: 'req-normal-1', line_number: 1, timestamp: expect.any(Number) })
     expect(events.at(-1)!.data).toMatchObject({ request_id: 'req-normal-1', lines_processed: 8, duration_ms: expect.any(Number) })
 
     const stored = await messagesOf(String(start.conversation_id))

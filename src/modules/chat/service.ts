@@ -15,6 +15,9 @@ import { UpstreamError, type UpstreamPool, type UpstreamStream } from '../../ups
 import type { ChatStreamBody } from './model'
 import { type ChatEvent, eventName } from './sse'
 
+/** contract §0: a body's `timestamp` is unix seconds (as the seed); `*_at` fields are RFC 3339 */
+const unixSeconds = () => Math.floor(Date.now() / 1000)
+
 /** CHAT_HISTORY_TURNS: prior messages sent upstream with a new question */
 export const HISTORY_TURNS = 10
 
@@ -175,7 +178,7 @@ export function createChatService(deps: ChatServiceDeps) {
     let seq = 0
     const event = (name: string, data: Record<string, unknown>): ChatEvent => ({ kind: 'event', id: seq++, event: name, data })
     const streamEnd = () =>
-      event('stream_end', { request_id: requestId, lines_processed: linesProcessed, duration_ms: now() - started, timestamp: new Date().toISOString() })
+      event('stream_end', { request_id: requestId, lines_processed: linesProcessed, duration_ms: now() - started, timestamp: unixSeconds() })
 
     try {
       conversation = await openConversation(caller, body.conversation_id)
@@ -205,7 +208,7 @@ export function createChatService(deps: ChatServiceDeps) {
         stream_id: streamId,
         conversation_id: conversation.id,
         message_id: messageId,
-        timestamp: new Date().toISOString(),
+        timestamp: unixSeconds(),
       })
 
       try {
@@ -250,7 +253,7 @@ export function createChatService(deps: ChatServiceDeps) {
             failed = true
           }
           if (line.usage && typeof line.usage === 'object') usage = line.usage as Record<string, unknown>
-          yield event(name, { ...line, request_id: requestId, line_number: item.lineNumber, timestamp: new Date().toISOString() })
+          yield event(name, { ...line, request_id: requestId, line_number: item.lineNumber, timestamp: unixSeconds() })
         }
         await persist(failed ? 'failed' : 'completed')
         yield streamEnd()
