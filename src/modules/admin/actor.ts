@@ -82,10 +82,7 @@ export function listScope(actor: Actor, requested: string | undefined): string |
   return actor.tenantId
 }
 
-export interface PageRequest {
-  limit: number
-  cursor?: string
-}
+export type { PageRequest } from '../../http/models'
 
 /** `rows` fetched with limit + 1: the extra row only says whether another page exists */
 export function pageOf<T>(rows: readonly T[], limit: number, cursorOf: (item: T) => string) {

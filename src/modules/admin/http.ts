@@ -2,11 +2,10 @@
 import type { Server } from 'bun'
 import { clientInfo } from '../../http/client-info'
 import { effectiveGrants } from '../access'
-import type { authPlugin } from '../auth/plugin'
 import type { Principal } from '../auth/principal'
-import type { Actor, PageRequest } from './actor'
+import type { Actor } from './actor'
 
-export type AuthPlugin = ReturnType<typeof authPlugin>
+export type { AuthPlugin } from '../auth/plugin'
 
 export const tags = ['Admin']
 
@@ -25,4 +24,4 @@ export function actorOf(principal: Principal, request: Request, server: Server<u
   }
 }
 
-export const pageFrom = (query: { limit?: number; cursor?: string }): PageRequest => ({ limit: query.limit ?? 20, cursor: query.cursor })
+export { pageFrom } from '../../http/models'

@@ -1,5 +1,8 @@
 /** Wire contracts of /api/v2/admin (contract §7). Permission and role names are checked by the services. */
 import { t } from 'elysia'
+import { ErrorResponse, Page } from '../../http/models'
+
+export { ErrorResponse, Page }
 
 const TenantId = t.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$', examples: ['acme'] })
 const Permission = t.String({ minLength: 1, maxLength: 64, examples: ['chat:write'] })
@@ -7,20 +10,9 @@ const Permissions = t.Array(Permission, { maxItems: 64 })
 const RoleName = t.String({ pattern: '^[a-z][a-z0-9_.-]{0,62}$', examples: ['auditor'] })
 const Timestamp = t.String({ format: 'date-time' })
 
-export const ErrorResponse = t.Object({
-  error: t.String(),
-  code: t.String(),
-  request_id: t.String(),
-  details: t.Optional(t.Unknown()),
-})
 
 /** error statuses every admin route may answer, for the OpenAPI document */
 export const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 429: ErrorResponse }
-
-export const Page = t.Object({
-  limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
-  cursor: t.Optional(t.String({ minLength: 1, maxLength: 128 })),
-})
 
 const listOf = <T extends ReturnType<typeof t.Object>>(item: T) => t.Object({ items: t.Array(item), next_cursor: t.Nullable(t.String()) })
 

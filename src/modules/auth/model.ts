@@ -60,7 +60,4 @@ export const ApiKeyView = t.Object({
   created_at: t.String(),
 })
 
-export const Page = t.Object({
-  limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
-  cursor: t.Optional(t.String({ maxLength: 128 })),
-})
+export { Page } from '../../http/models'

@@ -79,3 +79,5 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
     },
   })
 }
+
+export type AuthPlugin = ReturnType<typeof authPlugin>

@@ -4,7 +4,7 @@
  */
 import { Elysia } from 'elysia'
 import type { Deps } from '../../deps'
-import type { AuthPlugin } from '../admin/http'
+import type { AuthPlugin } from '../auth/plugin'
 import { createConversationService } from '../conversations/service'
 import { CancelBody, CancelResponse, ChatStreamBody, errors } from './model'
 import { type ChatService, createChatService } from './service'

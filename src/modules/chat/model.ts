@@ -1,6 +1,6 @@
 /** Wire contracts of /api/v2/chat (contract §4). */
 import { t } from 'elysia'
-import { ErrorResponse } from '../admin/model'
+import { ErrorResponse } from '../../http/models'
 
 /** error statuses the chat routes may answer before a stream starts, for the OpenAPI document */
 export const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 429: ErrorResponse }

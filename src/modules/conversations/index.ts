@@ -5,7 +5,8 @@
  */
 import { Elysia, t } from 'elysia'
 import type { Deps } from '../../deps'
-import { type AuthPlugin, pageFrom } from '../admin/http'
+import { pageFrom } from '../../http/models'
+import type { AuthPlugin } from '../auth/plugin'
 import {
   ConversationList,
   ConversationListQuery,

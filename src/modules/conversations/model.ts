@@ -1,7 +1,7 @@
 /** Wire contracts of /api/v2/conversations (contract §4, "Conversations"). */
 import { t } from 'elysia'
 import { conversationStatuses, messageModalities, messageRoles, messageStatuses } from '../../db/schema'
-import { ErrorResponse, Page } from '../admin/model'
+import { ErrorResponse, Page } from '../../http/models'
 
 const Timestamp = t.String({ format: 'date-time' })
 

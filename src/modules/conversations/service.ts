@@ -10,7 +10,7 @@ import { type Conversation, conversations, type Message, type MessageRole, messa
 import { AppError } from '../../errors'
 import { newId } from '../../lib/ids'
 import { type AccessResource, decide } from '../access'
-import type { PageRequest } from '../admin/actor'
+import type { PageRequest } from '../../http/models'
 import { authErrors } from '../auth/errors'
 import type { Principal } from '../auth/principal'
 import { decodeCursor, encodeCursor } from './cursor'
