@@ -124,17 +124,11 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     return { allowed, limit, remaining: Math.max(0, limit - used), resetMs, retryAfterS, scope: rule.scope, degraded }
   }
 
-  async function check(rule: RateRule): Promise<RateResult> {
-    validate(rule)
-    if (rule.limit === 0) return unlimited(rule.scope)
-    const w = windowOf(rule)
-    const ttlMs = rule.windowMs + TTL_MARGIN_MS
-    const used = await health.attempt('incr', async () => (await store.incr(w.key, 1, ttlMs)).value)
-    if (used !== undefined) return decide(rule, rule.limit, used, w, false)
-    return decide(rule, localLimit(rule.limit), local.incr(w.key, w.end, w.now), w, true)
+  function check(rule: RateRule): Promise<RateResult> {
+    return checkAll([rule])
   }
 
-  /** every limited rule counted in one atomic store step (one round trip), falling back to local as check() does */
+  /** every limited rule counted in one atomic store step (one round trip); locally while the store is away */
   async function checkAll(rules: readonly RateRule[]): Promise<RateResult> {
     for (const rule of rules) validate(rule)
     const limited = rules.filter((r) => r.limit !== 0)
