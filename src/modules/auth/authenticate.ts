@@ -69,15 +69,26 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     return [user, tenant]
   }
 
+  // Role grants are resolved once per pair of cache entries: an invalidation replaces the entry, and with it
+  // the memo, so this work leaves the per-request path without ever serving stale grants.
+  const subjects = new WeakMap<IdentityUser, { tenant: IdentityTenant; subject: AccessSubject }>()
+
   function subjectOf(user: IdentityUser, tenant: IdentityTenant, keyGrants?: readonly string[]): AccessSubject {
-    return {
-      userId: user.id,
-      roles: user.roles,
-      directGrants: user.permissions,
-      roleGrants: roleGrants(user.roles, tenant.customRoles),
-      tenantGrants: tenant.grants,
-      keyGrants,
+    let memo = subjects.get(user)
+    if (memo?.tenant !== tenant) {
+      memo = {
+        tenant,
+        subject: {
+          userId: user.id,
+          roles: user.roles,
+          directGrants: user.permissions,
+          roleGrants: roleGrants(user.roles, tenant.customRoles),
+          tenantGrants: tenant.grants,
+        },
+      }
+      subjects.set(user, memo)
     }
+    return keyGrants ? { ...memo.subject, keyGrants } : memo.subject
   }
 
   /**
