@@ -57,6 +57,7 @@ const INCR_SHA = new Bun.CryptoHasher('sha1').update(INCR_SCRIPT).digest('hex')
 interface Subscription {
   handler: MessageHandler
   onReconnect?: () => void
+  onDisconnect?: () => void
 }
 interface ChannelState {
   subscriptions: Set<Subscription>
@@ -75,7 +76,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
   const channels = new Map<string, ChannelState>()
 
   watchConnection(client, 'commands')
-  watchConnection(subscriber, 'pubsub', notifyResubscribed)
+  watchConnection(subscriber, 'pubsub', notifyResubscribed, notifyLost)
 
   // connect() settles only once connected (it retries forever), so bound the wait and carry on in the background
   const connected = Promise.all([client.connect(), subscriber.connect()])
@@ -98,13 +99,14 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
   }
 
   /** Logs each transition once (not every failed attempt); the listener also keeps 'error' from crashing us. */
-  function watchConnection(c: RedisClient, connection: string, onRecovered?: () => void): void {
+  function watchConnection(c: RedisClient, connection: string, onRecovered?: () => void, onLost?: () => void): void {
     let state: 'connecting' | 'ready' | 'down' = 'connecting'
     c.on('error', function onRedisError(err: unknown) {
       if (closed || state === 'down') return
-      const message = state === 'ready' ? 'redis connection lost; reconnecting' : 'redis unreachable; retrying'
+      const wasReady = state === 'ready'
       state = 'down'
-      logger?.warn({ connection, err }, message)
+      logger?.warn({ connection, err }, wasReady ? 'redis connection lost; reconnecting' : 'redis unreachable; retrying')
+      if (wasReady) onLost?.()
     })
     c.on('ready', function onRedisReady() {
       const recovered = state === 'down'
@@ -119,6 +121,13 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
   function notifyResubscribed(): void {
     for (const [channel, state] of channels) {
       for (const s of state.subscriptions) if (s.onReconnect) safely(s.onReconnect, channel)
+    }
+  }
+
+  /** The subscription is gone until the reconnect: whoever relies on its messages must stop trusting them now. */
+  function notifyLost(): void {
+    for (const [channel, state] of channels) {
+      for (const s of state.subscriptions) if (s.onDisconnect) safely(s.onDisconnect, channel)
     }
   }
 
@@ -279,7 +288,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
       }
       await state.subscribed
       // a fresh object per call: subscribing one function twice gives two independent subscriptions
-      const subscription: Subscription = { handler, onReconnect: options.onReconnect }
+      const subscription: Subscription = { handler, onReconnect: options.onReconnect, onDisconnect: options.onDisconnect }
       const joined = state
       joined.subscriptions.add(subscription)
       let done = false

@@ -44,7 +44,8 @@ export interface Store {
    * Calls handler with each message on channel (several handlers per channel are all called). Resolves once
    * the subscription is active; the returned function removes this handler and never rejects.
    * onReconnect runs after the subscription came back from a lost connection: messages published meanwhile
-   * were missed, so a cache fed by this channel should be flushed.
+   * were missed, so a cache fed by this channel should be flushed. onDisconnect runs as soon as the pub/sub
+   * connection is known lost (messages may be missed from then on).
    */
   subscribe(channel: string, handler: MessageHandler, opts?: SubscribeOptions): Promise<Unsubscribe>
   /** resolves when the backend (including the pub/sub connection) answers; rejects fast otherwise */
@@ -62,6 +63,7 @@ export type MessageHandler = (message: string) => void
 export type Unsubscribe = () => Promise<void>
 export interface SubscribeOptions {
   onReconnect?: () => void
+  onDisconnect?: () => void
 }
 
 /** pino-compatible subset */

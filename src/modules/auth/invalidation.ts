@@ -11,11 +11,15 @@ export type Invalidation =
   | { t: 'user'; tenant: string; id: string; ended?: boolean }
   /** tenant changed (status, grants, custom roles); `ended` when suspended */
   | { t: 'tenant'; id: string; ended?: boolean }
-  | { t: 'jti'; tenant: string; user: string; jti: string }
-  | { t: 'session'; tenant: string; user: string; id: string }
+  /** `exp`: unix seconds after which the token is dead anyway */
+  | { t: 'jti'; tenant: string; user: string; jti: string; exp?: number }
+  /** `until`: unix seconds after which no access token of the session is alive */
+  | { t: 'session'; tenant: string; user: string; id: string; until?: number }
   | { t: 'apikey'; tenant: string; user: string; id: string; hash: string }
-  /** everything may be stale (the subscription was lost) */
+  /** everything may be stale (the subscription was lost and is back) */
   | { t: 'all' }
+  /** the subscription is lost: notices may be missed until `all` (dispatched locally, never published) */
+  | { t: 'lost' }
 
 export type InvalidationHandler = (message: Invalidation) => void
 
@@ -67,7 +71,7 @@ export function createInvalidationBus({ store, logger }: { store: Store; logger:
           }
           if (message.origin !== origin) dispatch(message)
         },
-        { onReconnect: () => dispatch({ t: 'all' }) },
+        { onReconnect: () => dispatch({ t: 'all' }), onDisconnect: () => dispatch({ t: 'lost' }) },
       )
     },
     async stop() {

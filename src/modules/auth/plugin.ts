@@ -31,8 +31,8 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
     const tenant = await identity.tenant(who.tenantId)
     const quotas = { ...QUOTA_DEFAULTS, ...tenant?.quotas }
     const result = await limiter.checkAll([
-      { scope: 'user', id: `${who.tenantId}:${who.userId}`, limit: quotas.requests_per_minute_per_user, windowMs: 60_000 },
-      { scope: 'tenant', id: who.tenantId, limit: quotas.requests_per_minute, windowMs: 60_000 },
+      { scope: 'user', id: `${who.tenantId}:${who.userId}`, limit: quotas.requests_per_minute_per_user, windowMs: 60_000, lease: true },
+      { scope: 'tenant', id: who.tenantId, limit: quotas.requests_per_minute, windowMs: 60_000, lease: true },
     ])
     const headers = rateLimitHeaders(result)
     if (!result.allowed) {

@@ -15,7 +15,6 @@ import { insertAccount } from './accounts'
 import { hashSecret } from './api-keys'
 import { authErrors } from './errors'
 import type { IdentityCache } from './identity-cache'
-import type { InvalidationBus } from './invalidation'
 import type { Principal } from './principal'
 import type { Revocation } from './revocation'
 import type { createTokenService } from './tokens'
@@ -34,7 +33,6 @@ export interface AuthServiceDeps {
   identity: IdentityCache
   limiter: RateLimiter
   audit: Audit
-  bus: InvalidationBus
 }
 
 export interface TokenPair {
@@ -48,7 +46,7 @@ function userView(u: { id: string; email: string; username: string; tenantId: st
   return { id: u.id, email: u.email, username: u.username, tenant_id: u.tenantId, roles: [...u.roles] }
 }
 
-export function createAuthService({ db, tokens, revocation, identity, limiter, audit, bus }: AuthServiceDeps) {
+export function createAuthService({ db, tokens, revocation, identity, limiter, audit }: AuthServiceDeps) {
   async function issuePair(
     user: { id: string; username: string; tenantId: string; roles: readonly string[] },
     sessionId: string,
@@ -162,8 +160,7 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
         .where(and(eq(refreshTokens.id, token.id), sql`${refreshTokens.usedAt} is null`))
         .returning({ id: refreshTokens.id })
       if (claimed.length === 0) {
-        await revocation.revokeSession({ sessionId: session.id, tenantId: session.tenantId, reason: 'refresh_token_reuse' })
-        await bus.publish({ t: 'session', tenant: session.tenantId, user: session.userId, id: session.id })
+        await revocation.revokeSession({ sessionId: session.id, tenantId: session.tenantId, userId: session.userId, reason: 'refresh_token_reuse' })
         await audit.record({ tenantId: session.tenantId, actor, action: 'auth.refresh_reuse', target: { type: 'session', id: session.id }, outcome: 'denied' }, ctx)
         throw authErrors.tokenRevoked()
       }
@@ -186,11 +183,9 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
           expiresAt: principal.expiresAt,
           reason: 'logout',
         })
-        await bus.publish({ t: 'jti', tenant: principal.homeTenantId, user: principal.userId, jti: principal.jti })
       }
       if (principal.sessionId) {
-        await revocation.revokeSession({ sessionId: principal.sessionId, tenantId: principal.homeTenantId, reason: 'logout' })
-        await bus.publish({ t: 'session', tenant: principal.homeTenantId, user: principal.userId, id: principal.sessionId })
+        await revocation.revokeSession({ sessionId: principal.sessionId, tenantId: principal.homeTenantId, userId: principal.userId, reason: 'logout' })
       }
       await audit.record({ tenantId: principal.homeTenantId, actor: { id: principal.userId, type: principal.kind }, action: 'auth.logout', target: principal.sessionId ? { type: 'session', id: principal.sessionId } : undefined, outcome: 'success' }, ctx)
     },

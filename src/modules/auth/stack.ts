@@ -22,14 +22,29 @@ export async function createIdentityStack({ config, db, store, logger }: { confi
   await bus.start()
   const tokens = createTokenService({ secret: config.jwtSecret })
   const identity = createIdentityCache({ db, bus })
-  const revocation = createRevocation({ db, store, logger })
+  const revocation = createRevocation({ db, store, logger, bus, accessTtlS: tokens.accessTtlS })
   const apiKeys = createApiKeys({ db, bus })
   const limiter = createRateLimiter({ store, logger })
   const audit = createAudit({ db, logger })
   const live = createLiveConnections(bus)
   const authenticate = createAuthenticator({ tokens, revocation, identity, apiKeys })
-  const service = createAuthService({ db, tokens, revocation, identity, limiter, audit, bus })
-  return { bus, tokens, identity, revocation, apiKeys, limiter, audit, live, authenticate, service, close: () => bus.stop() }
+  const service = createAuthService({ db, tokens, revocation, identity, limiter, audit })
+  return {
+    bus,
+    tokens,
+    identity,
+    revocation,
+    apiKeys,
+    limiter,
+    audit,
+    live,
+    authenticate,
+    service,
+    close: async () => {
+      revocation.stop()
+      await bus.stop()
+    },
+  }
 }
 
 export type IdentityStack = Awaited<ReturnType<typeof createIdentityStack>>

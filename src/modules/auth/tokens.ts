@@ -85,7 +85,8 @@ export function createTokenService(opts: TokenServiceOptions) {
 
   async function signAccess(c: AccessSubject): Promise<{ token: string; jti: string; exp: number; expiresIn: number }> {
     const ttlS = c.ttlS ?? accessTtlS
-    if (!Number.isSafeInteger(ttlS) || ttlS <= 0) throw new TypeError('ttlS must be a positive integer')
+    // never longer than accessTtlS: revocation mirrors keep a revoked session's entry only that long
+    if (!Number.isSafeInteger(ttlS) || ttlS <= 0 || ttlS > accessTtlS) throw new TypeError(`ttlS must be an integer in 1..${accessTtlS}`)
     const jti = crypto.randomUUID()
     const iat = Math.floor(now() / 1000)
     const exp = iat + ttlS
@@ -143,7 +144,7 @@ export function createTokenService(opts: TokenServiceOptions) {
     return claims
   }
 
-  return { signAccess, verifyAccess, maxTokenBytes: MAX_TOKEN_BYTES } as const
+  return { signAccess, verifyAccess, accessTtlS, maxTokenBytes: MAX_TOKEN_BYTES } as const
 }
 
 function reasonOf(err: unknown): TokenInvalidReason {

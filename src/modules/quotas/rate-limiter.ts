@@ -10,6 +10,14 @@
  *
  * While the store is known to be down, calls do not wait on it: requests are decided locally and a
  * background ping (at most one every PROBE_INTERVAL_MS) notices its return. Transitions are logged once.
+ *
+ * Leases (rules with `lease: true`, the per-request quotas): instead of one store round trip per request, an
+ * instance reserves a block of the window's count in one atomic INCRBY and serves requests from it locally.
+ * The store's count covers every reservation, so the fleet never admits more than the limit; a block is sized
+ * to about LEASE_HORIZON_MS of this instance's recent demand, never more than 1/LEASE_SHARE of what was left
+ * in the window (so near the limit blocks shrink to single requests), and at most MAX_LEASE. The price: tokens
+ * reserved by one instance and not used by the window's end are not available to another — at most one block
+ * per instance per window, i.e. a few per cent of a limit that is actually being reached.
  */
 import { keys, StoreUnavailableError, type Store } from '../../store'
 import { createLocalCounter } from './local-counter.ts'
@@ -22,6 +30,8 @@ export interface RateRule {
   /** requests per window; 0 = unlimited */
   limit: number
   windowMs: number
+  /** reserve blocks of the count (see above) rather than counting each request in the store */
+  lease?: boolean
 }
 
 export interface RateResult {
@@ -75,6 +85,30 @@ const TTL_MARGIN_MS = 1_000
 const PROBE_INTERVAL_MS = 250
 /** errors other than StoreUnavailableError are bugs (a key of the wrong type): logged, but not per request */
 const UNEXPECTED_LOG_INTERVAL_MS = 60_000
+/** a lease covers about this much of the recent demand */
+const LEASE_HORIZON_MS = 50
+/** a lease never takes more than this fraction of what the window had left */
+const LEASE_SHARE = 10
+const MAX_LEASE = 1_000
+const LEASE_SWEEP_INTERVAL_MS = 5_000
+
+/** a block of a window's count reserved by this instance: the counts from..to (inclusive) are ours to hand out */
+interface Lease {
+  end: number
+  /** the limit it was reserved under: a changed quota applies at once */
+  limit: number
+  from: number
+  to: number
+  fetching: Promise<void> | undefined
+  waiters: number
+  /** tokens handed out since the last reservation, and when that was (performance.now()) */
+  served: number
+  fetchedAt: number
+  /** what the window had left at the last reservation */
+  left: number
+  /** the window is used up: leased counts only grow, so every further request is refused without asking */
+  exhausted: boolean
+}
 
 interface Window {
   key: string
@@ -134,16 +168,119 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     const limited = rules.filter((r) => r.limit !== 0)
     if (limited.length === 0) return deciding(rules.map((r) => unlimited(r.scope))) ?? unlimited('')
     const windows = limited.map(windowOf)
-    const counted = await health.attempt('incr', async () =>
+    const shared = limited.every((r) => r.lease) ? await fromLeases(limited, windows) : await counted(limited, windows)
+    const results =
+      shared ?? limited.map((rule, i) => decide(rule, localLimit(rule.limit), local.incr(windows[i]!.key, windows[i]!.end, windows[i]!.now), windows[i]!, true))
+    return deciding(results) ?? unlimited('')
+  }
+
+  /** one INCR per rule in one round trip; undefined while the store is away */
+  async function counted(limited: readonly RateRule[], windows: Window[]): Promise<RateResult[] | undefined> {
+    const counts = await health.attempt('incr', async () =>
       store.incrMany(limited.map((r, i) => ({ key: windows[i]!.key, by: 1, ttlMs: r.windowMs + TTL_MARGIN_MS }))),
     )
-    const results = limited.map((rule, i) => {
-      const w = windows[i]!
-      return counted !== undefined
-        ? decide(rule, rule.limit, counted[i]!.value, w, false)
-        : decide(rule, localLimit(rule.limit), local.incr(w.key, w.end, w.now), w, true)
-    })
-    return deciding(results) ?? unlimited('')
+    return counts?.map((c, i) => decide(limited[i]!, limited[i]!.limit, c.value, windows[i]!, false))
+  }
+
+  // ---- leases
+  const leases = new Map<string, Lease>()
+  let lastSweep = performance.now()
+
+  function leaseOf(w: Window, limit: number): Lease {
+    let lease = leases.get(w.key)
+    if (!lease) {
+      if (performance.now() - lastSweep > LEASE_SWEEP_INTERVAL_MS) sweepLeases(w.now)
+      lease = { end: w.end, limit, from: 1, to: 0, fetching: undefined, waiters: 0, served: 0, fetchedAt: 0, left: limit, exhausted: false }
+      leases.set(w.key, lease)
+    } else if (lease.limit !== limit) {
+      lease.limit = limit
+      lease.to = Math.min(lease.to, limit)
+      lease.exhausted = false
+    }
+    return lease
+  }
+
+  function sweepLeases(now: number): void {
+    lastSweep = performance.now()
+    for (const [key, lease] of leases) if (lease.end <= now && !lease.fetching) leases.delete(key)
+  }
+
+  function want(lease: Lease): number {
+    const elapsed = Math.max(1, performance.now() - lease.fetchedAt)
+    const recent = lease.fetchedAt === 0 ? 1 : Math.ceil((lease.served * LEASE_HORIZON_MS) / elapsed)
+    return Math.max(1, Math.min(MAX_LEASE, Math.floor(lease.left / LEASE_SHARE), Math.max(recent, 1 + lease.waiters)))
+  }
+
+  /** reserves blocks for the given leases in one round trip; false while the store is away */
+  function reserve(limited: readonly RateRule[], windows: Window[], which: number[], ls: Lease[]): Promise<boolean> {
+    const sizes = which.map((i) => want(ls[i]!))
+    const done = health
+      .attempt('incr', () =>
+        store.incrMany(which.map((i, k) => ({ key: windows[i]!.key, by: sizes[k], ttlMs: limited[i]!.windowMs + TTL_MARGIN_MS }))),
+      )
+      .then((counts) => {
+        if (!counts) return false
+        which.forEach((i, k) => {
+          const lease = ls[i]!
+          const top = counts[k]!.value
+          const limit = limited[i]!.limit
+          // counts top-size+1 .. top are ours; those past the limit are nobody's
+          const from = top - sizes[k]! + 1
+          const to = Math.min(top, limit)
+          lease.served = 0
+          lease.fetchedAt = performance.now()
+          lease.left = Math.max(0, limit - to)
+          if (to >= from) {
+            lease.from = from
+            lease.to = to
+          } else {
+            lease.from = top + 1
+            lease.to = top
+            lease.exhausted = true
+          }
+        })
+        return true
+      })
+      .finally(() => which.forEach((i) => (ls[i]!.fetching = undefined)))
+    const settled = done.then(() => {})
+    for (const i of which) ls[i]!.fetching = settled
+    return done
+  }
+
+  /**
+   * Takes one token from each rule's lease, reserving blocks when one is empty. Every pass either returns,
+   * waits for a reservation in flight, or makes one that adds tokens (or finds the window used up), so the
+   * loop ends: tokens are finite and each reservation's are taken by someone.
+   */
+  async function fromLeases(limited: readonly RateRule[], windows: Window[]): Promise<RateResult[] | undefined> {
+    for (;;) {
+      const ls = limited.map((r, i) => leaseOf(windows[i]!, r.limit))
+      const used = ls.findIndex((l) => l.exhausted)
+      if (used !== -1) return refusedBy(used, limited, windows, ls)
+      const empty = ls.flatMap((l, i) => (l.from > l.to ? [i] : []))
+      if (empty.length === 0) {
+        return ls.map((lease, i) => {
+          const count = lease.from++
+          lease.served++
+          return decide(limited[i]!, limited[i]!.limit, count, windows[i]!, false)
+        })
+      }
+      const idle = empty.filter((i) => !ls[i]!.fetching)
+      if (idle.length === 0) {
+        for (const i of empty) ls[i]!.waiters++
+        await Promise.all(empty.map((i) => ls[i]!.fetching))
+        for (const i of empty) ls[i]!.waiters--
+        continue
+      }
+      if (!(await reserve(limited, windows, idle, ls))) return undefined
+      const denied = idle.find((i) => ls[i]!.exhausted)
+      if (denied !== undefined) return refusedBy(denied, limited, windows, ls)
+    }
+  }
+
+  /** refused by one used-up rule, without taking anything from the others */
+  function refusedBy(denied: number, limited: readonly RateRule[], windows: Window[], ls: Lease[]): RateResult[] {
+    return limited.map((rule, i) => decide(rule, rule.limit, i === denied ? rule.limit + 1 : Math.max(0, ls[i]!.from - 1), windows[i]!, false))
   }
 
   async function peek(rule: RateRule): Promise<RateResult> {
@@ -160,6 +297,7 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     if (rule.limit === 0) return
     const w = windowOf(rule)
     local.delete(w.key)
+    leases.delete(w.key)
     await health.attempt('del', () => store.del(w.key))
   }
 
