@@ -88,3 +88,54 @@ export function machine(): string {
   const cpu = /model name\s*:\s*(.+)/.exec(require('node:fs').readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU'
   return `${navigator.hardwareConcurrency} cores (${cpu.trim()}), Bun ${Bun.version}, ${process.platform}`
 }
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
+export const CLK_TCK = Number(Bun.spawnSync(['getconf', 'CLK_TCK']).stdout.toString().trim()) || 100
+
+/** utime + stime of a process in microseconds, from /proc/<pid>/stat (resolution 1/CLK_TCK s). */
+export async function cpuMicros(pid: number): Promise<number> {
+  const stat = await Bun.file(`/proc/${pid}/stat`).text()
+  // fields after the ")" that closes the command name: state is the 1st there, utime the 12th, stime the 13th
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) / CLK_TCK) * 1e6
+}
+
+/** Resident set size of a process in KiB, from /proc/<pid>/status (VmRSS). */
+export async function rssKb(pid: number): Promise<number> {
+  const status = await Bun.file(`/proc/${pid}/status`).text()
+  return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1] ?? Number.NaN)
+}
+
+/**
+ * Starts the algorithm simulator in its own process (as `bun run simulator` does) on a free port and returns
+ * its URL, read from the first log line (PORT=0 lets the OS pick the port).
+ */
+export async function startSimulatorProcess(env: Record<string, string> = {}): Promise<Target> {
+  const proc = Bun.spawn([process.execPath, resolve(ROOT, 'src/simulator/main.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1' },
+    stdout: 'pipe',
+    stderr: 'inherit',
+  })
+  const reader = proc.stdout.getReader()
+  const decoder = new TextDecoder()
+  let out = ''
+  while (!out.includes('\n')) {
+    const { done, value } = await reader.read()
+    if (done) throw new Error('simulator exited before announcing its URL')
+    out += decoder.decode(value, { stream: true })
+  }
+  reader.releaseLock()
+  void proc.stdout.pipeTo(new WritableStream()) // keep draining its logs
+  const url = (JSON.parse(out.slice(0, out.indexOf('\n'))) as { url: string }).url
+  return {
+    name: 'simulator',
+    url,
+    pid: proc.pid,
+    async stop() {
+      proc.kill('SIGTERM')
+      await Promise.race([proc.exited, Bun.sleep(5000)])
+      if (proc.exitCode === null) proc.kill('SIGKILL')
+    },
+  }
+}

@@ -1,0 +1,463 @@
+/**
+ * Chat streaming (issue 4): the gateway's `POST /api/v2/chat/stream` against the algorithm simulator read
+ * directly and against a bare `Bun.serve` relay of the same protocol (bench/targets/bare-relay.ts), same run,
+ * loopback. The simulator, the relay and the gateway each run in their own process; this process is the client.
+ *
+ * Scenarios, each against the three targets in turn:
+ * - paced: 500 concurrent streams, one line every 20 ms → time to first `generation_chunk`, zero lost or
+ *   reordered events, target CPU µs per event, RSS growth per concurrent stream (VmRSS before vs peak);
+ * - throughput: 200 concurrent streams × 200 unpaced chunks → generation_chunk events per second, CPU µs per event.
+ *
+ *   bun bench/chat.ts [--paced-streams 500] [--paced-chunks 50] [--delay-ms 20]
+ *                     [--streams 200] [--chunks 200] [--rounds 3]
+ *   BENCH_DATABASE_URL=postgres://… BENCH_REDIS_URL=redis://… adds the gateway on Postgres + Redis
+ *
+ * Bun's fetch allows 256 requests in flight unless BUN_CONFIG_MAX_HTTP_REQUESTS is set before Bun starts, so
+ * without it this script re-runs itself with BUN_CONFIG_MAX_HTTP_REQUESTS=4096 (the relay and the gateway get it too).
+ * The gateway runs on its embedded defaults: PGlite in a temporary DATA_DIR and the in-memory store.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { cpuMicros, machine, rssKb, spawnTarget, startSimulatorProcess, type Target } from './lib'
+
+const MAX_HTTP_REQUESTS = '4096'
+if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== MAX_HTTP_REQUESTS) {
+  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
+    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS },
+    stdio: ['inherit', 'inherit', 'inherit'],
+  })
+  process.exit(await child.exited)
+}
+
+const { values: args } = parseArgs({
+  options: {
+    'paced-streams': { type: 'string', default: '500' },
+    'paced-chunks': { type: 'string', default: '50' },
+    'delay-ms': { type: 'string', default: '20' },
+    streams: { type: 'string', default: '200' },
+    chunks: { type: 'string', default: '200' },
+    rounds: { type: 'string', default: '3' },
+  },
+})
+const PACED_STREAMS = Number(args['paced-streams'])
+const PACED_CHUNKS = Number(args['paced-chunks'])
+const DELAY_MS = Number(args['delay-ms'])
+const STREAMS = Number(args.streams)
+const CHUNKS = Number(args.chunks)
+const ROUNDS = Number(args.rounds)
+const STREAM_TIMEOUT_MS = 60_000
+/** lines of a seed /query stream besides its chunks: retrieval_start/progress/result, generation_start/done */
+const EXTRA_LINES = 5
+
+const PASSWORD = 'bench-password-123'
+const tmpDataDir = mkdtempSync(join(tmpdir(), 'vh-bench-chat-'))
+const commonEnv = { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }
+
+// ---- targets
+
+interface Subject {
+  name: string
+  /** whose CPU and RSS are read: the simulator for the direct row */
+  pid: number
+  kind: 'ndjson' | 'sse'
+  url: string
+  headers: Record<string, string>
+  body(message: string, i: number): string
+}
+
+const stops: Array<() => Promise<void>> = []
+let subjects: Subject[] = []
+let simulator: Target
+try {
+  simulator = await startSimulatorProcess()
+  stops.push(() => simulator.stop())
+  const relay = await spawnTarget('bare relay', 'bench/targets/bare-relay.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url })
+  stops.push(() => relay.stop())
+  const gateway = await spawnTarget('gateway', 'src/index.ts', {
+    ...commonEnv,
+    ALGO_SERVICE_URL: simulator.url,
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+    DATA_DIR: tmpDataDir,
+    BOOTSTRAP_ADMIN_PASSWORD: PASSWORD,
+    JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
+    // the embedded defaults: no DATABASE_URL (PGlite in DATA_DIR), no REDIS_URL (in-process store)
+    DATABASE_URL: '',
+    REDIS_URL: '',
+  })
+  stops.push(() => gateway.stop())
+  const token = await prepareGateway(gateway.url)
+  // The production shape, when the servers are here: Postgres and Redis instead of the embedded defaults.
+  let production: { target: Target; token: string } | undefined
+  if (process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL) {
+    const target = await spawnTarget('gateway (Postgres + Redis)', 'src/index.ts', {
+      ...commonEnv,
+      ALGO_SERVICE_URL: simulator.url,
+      LOG_LEVEL: 'warn',
+      HOST: '127.0.0.1',
+      DATA_DIR: tmpDataDir,
+      BOOTSTRAP_ADMIN_PASSWORD: PASSWORD,
+      JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
+      DATABASE_URL: process.env.BENCH_DATABASE_URL,
+      REDIS_URL: process.env.BENCH_REDIS_URL,
+    })
+    stops.push(() => target.stop())
+    production = { target, token: await prepareGateway(target.url) }
+  }
+
+  const json = { 'content-type': 'application/json' }
+  subjects = [
+    {
+      name: 'simulator direct',
+      pid: simulator.pid,
+      kind: 'ndjson',
+      url: `${simulator.url}/query`,
+      headers: json,
+      body: (message, i) => JSON.stringify({ messages: [{ role: 'user', content: message }], request_id: `bench_${i}` }),
+    },
+    {
+      name: 'bare Bun.serve relay',
+      pid: relay.pid,
+      kind: 'sse',
+      url: `${relay.url}/api/v2/chat/stream`,
+      headers: json,
+      body: (message) => JSON.stringify({ message }),
+    },
+    {
+      name: 'gateway',
+      pid: gateway.pid,
+      kind: 'sse',
+      url: `${gateway.url}/api/v2/chat/stream`,
+      headers: { ...json, authorization: `Bearer ${token}` },
+      body: (message) => JSON.stringify({ message }),
+    },
+  ]
+  if (production) {
+    subjects.push({
+      name: 'gateway (Postgres + Redis)',
+      pid: production.target.pid,
+      kind: 'sse',
+      url: `${production.target.url}/api/v2/chat/stream`,
+      headers: { ...json, authorization: `Bearer ${production.token}` },
+      body: (message) => JSON.stringify({ message }),
+    })
+  }
+} catch (err) {
+  await stopAll()
+  throw err
+}
+
+async function stopAll() {
+  for (const stop of stops.reverse()) await stop().catch(() => {})
+  rmSync(tmpDataDir, { recursive: true, force: true })
+}
+
+/** Logs in as the bootstrap admin and raises every quota of the `default` tenant; returns the access token. */
+async function prepareGateway(url: string): Promise<string> {
+  const login = await fetch(`${url}/api/v2/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'admin@example.com', password: PASSWORD }),
+  })
+  if (!login.ok) throw new Error(`login failed: ${login.status} ${await login.text()}`)
+  const { access_token } = (await login.json()) as { access_token: string }
+  const big = 2_000_000_000
+  const quotas = {
+    requests_per_minute_per_user: big,
+    requests_per_minute: big,
+    concurrent_streams_per_user: big,
+    concurrent_voice_sessions: big,
+    concurrent_voice_sessions_per_user: big,
+    daily_tokens: big,
+  }
+  let patch: Response
+  // A shared Redis may still count the previous run's requests against the default quotas: wait them out.
+  for (let attempt = 0; ; attempt++) {
+    patch = await fetch(`${url}/api/v2/admin/tenants/default`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${access_token}` },
+      body: JSON.stringify({ quotas }),
+    })
+    if (patch.status !== 429 || attempt === 15) break
+    await Bun.sleep(1000 * Math.min(5, Number(patch.headers.get('retry-after') ?? 5) || 5))
+  }
+  if (!patch.ok) throw new Error(`raising quotas failed: ${patch.status} ${await patch.text()}`)
+  return access_token
+}
+
+// ---- one stream, read and checked
+
+interface StreamResult {
+  /** ms from the request to the first generation_chunk; NaN if none */
+  ttfcMs: number
+  chunks: number
+  events: number
+  lost: number
+  reordered: number
+  error?: string
+}
+
+function intAfter(text: string, key: string): number {
+  const at = text.indexOf(key)
+  return at === -1 ? Number.NaN : Number.parseInt(text.slice(at + key.length, at + key.length + 12), 10)
+}
+
+/**
+ * Reads one stream to its end and checks it: SSE ids 0, 1, 2…; line_number increasing; chunk `index` 0, 1, 2…;
+ * stream_start first and stream_end last; the expected count of chunks and events. Parsing stays minimal
+ * (no JSON.parse) so that the client spends little of the shared CPU.
+ */
+async function readOne(s: Subject, message: string, i: number, chunks: number): Promise<StreamResult> {
+  const expectedEvents = s.kind === 'sse' ? chunks + EXTRA_LINES + 2 : chunks + EXTRA_LINES
+  const r: StreamResult = { ttfcMs: Number.NaN, chunks: 0, events: 0, lost: 0, reordered: 0 }
+  const t0 = performance.now()
+  let nextId = 0
+  let lastLine = 0
+  let nextIndex = 0
+  let firstEvent = ''
+  let lastEvent = ''
+  const onChunk = (text: string) => {
+    if (r.chunks === 0) r.ttfcMs = performance.now() - t0
+    if (intAfter(text, '"index":') !== nextIndex) r.reordered++
+    nextIndex++
+    r.chunks++
+  }
+  try {
+    const res = await fetch(s.url, { method: 'POST', headers: s.headers, body: s.body(message, i), signal: AbortSignal.timeout(STREAM_TIMEOUT_MS) })
+    if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`)
+    const decoder = new TextDecoder()
+    const sep = s.kind === 'sse' ? '\n\n' : '\n'
+    let buf = ''
+    for await (const bytes of res.body as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(bytes, { stream: true })
+      let start = 0
+      for (let end = buf.indexOf(sep); end !== -1; end = buf.indexOf(sep, start)) {
+        const block = buf.slice(start, end)
+        start = end + sep.length
+        if (block === '') continue
+        if (s.kind === 'ndjson') {
+          r.events++
+          if (block.startsWith('{"type":"generation_chunk"')) onChunk(block)
+          continue
+        }
+        if (block.startsWith(':')) continue // `: ping`
+        // id: <n>\nevent: <name>\ndata: <json>
+        const nl1 = block.indexOf('\n')
+        const nl2 = block.indexOf('\n', nl1 + 1)
+        const id = Number(block.slice(4, nl1))
+        const event = block.slice(nl1 + 8, nl2)
+        const data = block.slice(nl2 + 7)
+        r.events++
+        if (id !== nextId) r.reordered++
+        nextId = id + 1
+        if (firstEvent === '') firstEvent = event
+        lastEvent = event
+        if (event === 'stream_start' || event === 'stream_end') continue
+        const line = intAfter(data, '"line_number":')
+        if (!(line > lastLine)) r.reordered++
+        lastLine = line
+        if (event === 'generation_chunk') onChunk(data)
+      }
+      buf = buf.slice(start)
+    }
+    if (s.kind === 'sse' && (firstEvent !== 'stream_start' || lastEvent !== 'stream_end')) {
+      r.error = `stream went ${firstEvent} … ${lastEvent}`
+    }
+  } catch (err) {
+    r.error = String(err)
+  }
+  r.lost = Math.max(0, expectedEvents - r.events) + Math.max(0, chunks - r.chunks)
+  if (r.events > expectedEvents) r.error ??= `${r.events} events, expected ${expectedEvents}`
+  return r
+}
+
+// ---- one scenario against one target
+
+interface Run {
+  streams: number
+  chunks: number
+  wallS: number
+  ttfc: number[]
+  events: number
+  lost: number
+  reordered: number
+  errors: string[]
+  targetCpuUs: number
+  simulatorCpuUs: number
+  clientCpuUs: number
+  rssBeforeKb: number
+  rssPeakKb: number
+}
+
+/**
+ * Waits (at most 5 s) until every process of the run is idle: a target finishing the previous run's work
+ * (database writes, GC) must not steal the CPU of the next one.
+ */
+async function settle(): Promise<void> {
+  const pids = [...new Set([simulator.pid, ...subjects.map((s) => s.pid)])]
+  const deadline = Date.now() + 5000
+  while (Date.now() < deadline) {
+    const before = await Promise.all(pids.map(cpuMicros))
+    await Bun.sleep(250)
+    const after = await Promise.all(pids.map(cpuMicros))
+    if (after.every((us, i) => us - before[i]! <= 20_000)) return
+  }
+}
+
+async function run(s: Subject, streams: number, chunks: number, delayMs: number): Promise<Run> {
+  await settle()
+  const message = `benchmark question [[sim chunks=${chunks}${delayMs > 0 ? ` delay_ms=${delayMs}` : ''}]]`
+  const rssBeforeKb = await rssKb(s.pid)
+  let rssPeakKb = rssBeforeKb
+  let sampling = true
+  const sampler = (async () => {
+    while (sampling) {
+      rssPeakKb = Math.max(rssPeakKb, await rssKb(s.pid))
+      await Bun.sleep(10)
+    }
+  })()
+  const [cpu0, sim0] = await Promise.all([cpuMicros(s.pid), cpuMicros(simulator.pid)])
+  const client0 = process.cpuUsage()
+  const t0 = performance.now()
+  const results = await Promise.all(Array.from({ length: streams }, (_, i) => readOne(s, message, i, chunks)))
+  const wallS = (performance.now() - t0) / 1000
+  const client = process.cpuUsage(client0)
+  const [cpu1, sim1] = await Promise.all([cpuMicros(s.pid), cpuMicros(simulator.pid)])
+  sampling = false
+  await sampler
+  rssPeakKb = Math.max(rssPeakKb, await rssKb(s.pid))
+  return {
+    streams,
+    chunks: results.reduce((n, r) => n + r.chunks, 0),
+    wallS,
+    ttfc: results.map((r) => r.ttfcMs).filter((x) => Number.isFinite(x)),
+    events: results.reduce((n, r) => n + r.events, 0),
+    lost: results.reduce((n, r) => n + r.lost, 0),
+    reordered: results.reduce((n, r) => n + r.reordered, 0),
+    errors: results.flatMap((r) => (r.error ? [r.error] : [])),
+    targetCpuUs: cpu1 - cpu0,
+    simulatorCpuUs: sim1 - sim0,
+    clientCpuUs: client.user + client.system,
+    rssBeforeKb,
+    rssPeakKb,
+  }
+}
+
+// ---- the run
+
+const percentile = (xs: number[], p: number) => {
+  if (xs.length === 0) return Number.NaN
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!
+}
+const median = (xs: number[]) => percentile(xs, 0.5)
+const rotate = <T>(xs: T[], by: number) => [...xs.slice(by % xs.length), ...xs.slice(0, by % xs.length)]
+
+const paced = new Map<string, Run>()
+const throughput = new Map<string, Run[]>()
+const started = performance.now()
+try {
+  // Warm-up: JIT, connection pools, the gateway's token and tenant caches and its database.
+  for (const s of subjects) {
+    for (let k = 0; k < 3; k++) {
+      const w = await run(s, 50, 20, 0)
+      if (w.errors.length) throw new Error(`${s.name} warm-up failed: ${w.errors[0]}`)
+    }
+  }
+  // Paced first, so that the RSS baseline is not inflated by the heap the unpaced bursts leave behind.
+  for (const s of subjects) {
+    paced.set(s.name, await run(s, PACED_STREAMS, PACED_CHUNKS, DELAY_MS))
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const s of rotate(subjects, round)) throughput.set(s.name, [...(throughput.get(s.name) ?? []), await run(s, STREAMS, CHUNKS, 0)])
+  }
+} finally {
+  await stopAll()
+}
+
+const f0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—')
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '—')
+const cpuPerEvent = (r: Run) => r.targetCpuUs / Math.max(1, r.events)
+
+interface Row {
+  target: string
+  scenario: string
+  r: Run
+  chunksPerS: number
+}
+const rows: Row[] = []
+for (const s of subjects) {
+  const p = paced.get(s.name)!
+  rows.push({ target: s.name, scenario: `paced ${PACED_CHUNKS} chunks, ${DELAY_MS} ms/line`, r: p, chunksPerS: p.chunks / p.wallS })
+}
+for (const s of subjects) {
+  const runs = throughput.get(s.name)!
+  // the median round by chunks/s
+  const byRate = [...runs].sort((a, b) => a.chunks / a.wallS - b.chunks / b.wallS)
+  const r = byRate[Math.floor(byRate.length / 2)]!
+  rows.push({ target: s.name, scenario: `throughput ${CHUNKS} chunks unpaced`, r, chunksPerS: r.chunks / r.wallS })
+}
+
+console.log(`\n${new Date().toISOString().slice(0, 10)} — ${machine()}`)
+console.log(
+  `Loopback; simulator, bare relay and gateway in their own processes; the client is this process. ` +
+    `Each run starts once every process is idle. Throughput: median of ${ROUNDS} rounds in rotating order. ` +
+    '"gateway" runs on its embedded defaults (PGlite on disk in a temp DATA_DIR, in-memory store). ' +
+    `Run took ${((performance.now() - started) / 1000).toFixed(0)} s.\n`,
+)
+console.log('| target | scenario | streams | chunks/s | TTFC p50 ms | TTFC p99 ms | lost/reordered | CPU µs/event | RSS growth KB/stream |')
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|')
+for (const { target, scenario, r, chunksPerS } of rows) {
+  const direct = target === 'simulator direct'
+  const rss = !direct && scenario.startsWith('paced') ? f1((r.rssPeakKb - r.rssBeforeKb) / r.streams) : '—'
+  console.log(
+    `| ${target} | ${scenario} | ${r.streams} | ${f0(chunksPerS)} | ${f1(median(r.ttfc))} | ${f1(percentile(r.ttfc, 0.99))} | ` +
+      `${r.lost}/${r.reordered} | ${f1(cpuPerEvent(r))}${direct ? ' (sim)' : ''} | ${rss} |`,
+  )
+}
+const rowOf = (target: string, kind: string) => rows.find((r) => r.target === target && r.scenario.startsWith(kind))!
+const relayName = 'bare Bun.serve relay'
+const growth = (r: Run) => (r.rssPeakKb - r.rssBeforeKb) / r.streams
+console.log('\nAgainst the bare relay, same run (issue 4 targets in brackets):\n')
+for (const s of subjects.filter((x) => x.name.startsWith('gateway'))) {
+  const tp = rowOf(s.name, 'throughput').chunksPerS / rowOf(relayName, 'throughput').chunksPerS
+  const ttfc = percentile(rowOf(s.name, 'paced').r.ttfc, 0.99) / percentile(rowOf(relayName, 'paced').r.ttfc, 0.99)
+  const rss = growth(rowOf(s.name, 'paced').r) / growth(rowOf(relayName, 'paced').r)
+  const lost = rowOf(s.name, 'paced').r.lost + rowOf(s.name, 'paced').r.reordered
+  const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
+  console.log(
+    `- ${s.name}: throughput ${(tp * 100).toFixed(0)}% of the relay [≥ 80%: ${mark(tp >= 0.8)}]; ` +
+      `paced TTFC p99 ×${ttfc.toFixed(2)} [≤ 1.25: ${mark(ttfc <= 1.25)}]; ` +
+      `RSS growth per stream ×${rss.toFixed(2)} [≤ 1.25: ${mark(rss <= 1.25)}]; ` +
+      `lost/reordered ${lost} [0: ${mark(lost === 0)}]`,
+  )
+}
+console.log('\nWho used the CPU (2 cores shared by all processes):\n')
+console.log('| target | scenario | wall s | events | target CPU s | simulator CPU s | client CPU s | RSS before → peak MB | errors |')
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|')
+for (const { target, scenario, r } of rows) {
+  const own = target === 'simulator direct' ? '(= simulator)' : (r.targetCpuUs / 1e6).toFixed(2)
+  console.log(
+    `| ${target} | ${scenario} | ${r.wallS.toFixed(2)} | ${f0(r.events)} | ${own} | ${(r.simulatorCpuUs / 1e6).toFixed(2)} | ` +
+      `${(r.clientCpuUs / 1e6).toFixed(2)} | ${(r.rssBeforeKb / 1024).toFixed(0)} → ${(r.rssPeakKb / 1024).toFixed(0)} | ${r.errors.length} |`,
+  )
+}
+const args0 = `--paced-streams ${PACED_STREAMS} --paced-chunks ${PACED_CHUNKS} --delay-ms ${DELAY_MS} --streams ${STREAMS} --chunks ${CHUNKS} --rounds ${ROUNDS}`
+const envPrefix = process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL
+  ? `BENCH_DATABASE_URL=${process.env.BENCH_DATABASE_URL} BENCH_REDIS_URL=${process.env.BENCH_REDIS_URL} `
+  : ''
+console.log(`\nCommand: \`${envPrefix}bun bench/chat.ts ${args0}\` (re-runs itself with BUN_CONFIG_MAX_HTTP_REQUESTS=4096)`)
+console.log(
+  'chunks/s: generation_chunk events received / wall time. TTFC: request sent → first generation_chunk received ' +
+    `(the simulator paces ${EXTRA_LINES - 1} lines before it, so ${(EXTRA_LINES - 1) * DELAY_MS} ms is the floor when paced). ` +
+    'CPU µs/event: utime+stime of the target process / events it sent (simulator direct: the simulator per NDJSON line). ' +
+    'RSS growth: (peak VmRSS during the paced streams − VmRSS before) / streams.',
+)
+const errors = rows.flatMap((r) => r.r.errors.map((e) => `${r.target} ${r.scenario}: ${e}`))
+if (errors.length) {
+  console.log(`\n${errors.length} stream errors, first ones:`)
+  for (const e of [...new Set(errors)].slice(0, 5)) console.log(`- ${e}`)
+  process.exitCode = 1
+}
