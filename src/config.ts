@@ -43,6 +43,8 @@ const EnvSchema = T.Object({
   ALGO_IDLE_TIMEOUT_MS: T.Integer({ default: 60_000, minimum: 100 }),
   READY_CHECK_TIMEOUT_MS: T.Integer({ default: 1000, minimum: 50, maximum: 30_000 }),
   CHAT_PING_INTERVAL_MS: T.Integer({ default: 15_000, minimum: 10, maximum: 120_000, description: 'SSE `: ping` period while the upstream is silent' }),
+  CHAT_DISCONNECT_GRACE_S: T.Number({ default: 15, minimum: 0, maximum: 600, description: 'how long a stream nobody watches keeps running, waiting for a resume' }),
+  CHAT_REPLAY_TTL_S: T.Integer({ default: 300, minimum: 1, maximum: 86_400, description: 'how long a finished stream can be replayed' }),
 })
 type Env = Static<typeof EnvSchema>
 
@@ -74,6 +76,8 @@ export interface Config {
   readonly readyCheckTimeoutMs: number
   /** SSE `: ping` comment period while the upstream is silent */
   readonly chatPingIntervalMs: number
+  readonly chatDisconnectGraceMs: number
+  readonly chatReplayTtlMs: number
 }
 
 export class ConfigError extends Error {
@@ -160,6 +164,8 @@ export function loadConfig(raw: RawEnv = process.env): Config {
     algoIdleTimeoutMs: env.ALGO_IDLE_TIMEOUT_MS,
     readyCheckTimeoutMs: env.READY_CHECK_TIMEOUT_MS,
     chatPingIntervalMs: env.CHAT_PING_INTERVAL_MS,
+    chatDisconnectGraceMs: Math.round(env.CHAT_DISCONNECT_GRACE_S * 1000),
+    chatReplayTtlMs: env.CHAT_REPLAY_TTL_S * 1000,
   }
 }
 

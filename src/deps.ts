@@ -14,6 +14,25 @@ import { createUpstreamPool, type UpstreamPool } from './upstream'
 export interface Lifecycle {
   /** set on SIGTERM: /ready answers 503 while work drains */
   draining: boolean
+  /** work to wind down on shutdown (chat streams, voice sessions), given the epoch ms by which it must be done */
+  onShutdown(hook: (deadline: number) => Promise<void>): void
+  /** runs every hook once; later calls wait for the same run */
+  shutdown(deadline: number): Promise<void>
+}
+
+export function createLifecycle(logger: Pick<Logger, 'error'>): Lifecycle {
+  const hooks: Array<(deadline: number) => Promise<void>> = []
+  let running: Promise<void> | undefined
+  return {
+    draining: false,
+    onShutdown: (hook) => void hooks.push(hook),
+    shutdown(deadline) {
+      running ??= Promise.all(
+        hooks.map((hook) => hook(deadline).catch((err: unknown) => logger.error({ err }, 'a shutdown hook failed'))),
+      ).then(() => {})
+      return running
+    },
+  }
 }
 
 export interface Deps {
@@ -77,6 +96,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
     opened.push(identity)
 
     let closed = false
+    const lifecycle = createLifecycle(logger)
     return {
       config,
       logger,
@@ -87,10 +107,11 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
       identity,
       upstreamUrls: () => upstreams,
       upstream,
-      lifecycle: { draining: false },
+      lifecycle,
       async close() {
         if (closed) return
         closed = true
+        await lifecycle.shutdown(Date.now())
         await closeAll(opened, logger)
         logger.flush()
       },

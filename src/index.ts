@@ -27,8 +27,12 @@ async function main(): Promise<void> {
     stopping = true
     deps.lifecycle.draining = true
     deps.logger.info({ signal, grace_ms: config.shutdownGraceMs }, 'draining')
+    const deadline = Date.now() + config.shutdownGraceMs
     // stop(false) stops accepting and resolves once in-flight requests have finished
-    await Promise.race([server.stop(false), Bun.sleep(config.shutdownGraceMs)])
+    const stopped = server.stop(false)
+    // chat streams may finish until a second before the deadline; the rest end with reason "shutdown"
+    await deps.lifecycle.shutdown(deadline - Math.min(1000, config.shutdownGraceMs / 2))
+    await Promise.race([stopped, Bun.sleep(Math.max(0, deadline - Date.now()))])
     const unfinished = server.pendingRequests
     if (unfinished > 0) await server.stop(true)
     deps.logger.info({ unfinished_requests: unfinished }, 'drained; exiting')

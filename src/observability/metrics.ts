@@ -43,6 +43,34 @@ export function createMetrics() {
       labelNames: ['scope'] as const,
       registers: [registry],
     }),
+    chatStreamsActive: new Gauge({
+      name: 'chat_streams_active',
+      help: 'Chat streams running on this instance (watched or within their disconnect grace)',
+      registers: [registry],
+    }),
+    chatFirstEvent: new Histogram({
+      name: 'chat_upstream_first_event_seconds',
+      help: 'Time from the chat request to the first upstream event',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    chatUpstreamRequests: new Counter({
+      name: 'chat_upstream_requests_total',
+      help: 'Chat calls to the algorithm service by upstream and outcome (completed, failed, timeout, unavailable, cancelled)',
+      labelNames: ['upstream', 'outcome'],
+      registers: [registry],
+    }),
+    chatStreamEndings: new Counter({
+      name: 'chat_stream_endings_total',
+      help: 'Chat streams ended, by reason (completed, error code, or cancel reason)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    chatInvalidLines: new Counter({
+      name: 'chat_upstream_invalid_lines_total',
+      help: 'Upstream NDJSON lines skipped as invalid',
+      registers: [registry],
+    }),
     dependencyUp: new Gauge({
       name: 'gateway_dependency_up',
       help: 'Last readiness result per dependency (1 up, 0 down)',

@@ -60,14 +60,14 @@ export const keys = {
   permissions: (tenantId: string, userId: string) => tenantKey(tenantId, 'perm', userId),
 
   /**
-   * A chat stream's events (JSON per event, id = list index) for replay and resume.
+   * A chat stream's events (the SSE text of each, id = list index) for replay and resume from any instance.
    * TTL: refreshed on every rPush while live; CHAT_REPLAY_TTL_S (300 s) after the stream ended.
    */
   chatEvents: (tenantId: string, requestId: string) => tenantKey(tenantId, 'chat', requestId, 'events'),
 
   /**
    * A chat stream's owner, body hash and state, claimed with set(onlyIfAbsent) for idempotency.
-   * TTL: as chatEvents.
+   * TTL: 60 s while live, refreshed by the holder; CHAT_REPLAY_TTL_S after the stream ended.
    */
   chatStream: (tenantId: string, requestId: string) => tenantKey(tenantId, 'chat', requestId, 'meta'),
 
@@ -82,8 +82,11 @@ export const channels = {
   /** Cache invalidation for every instance (grants, roles, shares, user/tenant status, revocations). */
   invalidate: () => key('ch', 'invalidate'),
 
-  /** Control messages for one chat stream (cancel, revoke) to whichever instance holds it. */
+  /** A chat stream's event batches, published by the instance that holds it for followers on other instances. */
   chat: (tenantId: string, requestId: string) => tenantKey(tenantId, 'ch', 'chat', requestId),
+
+  /** Chat control for every instance (cancel, watch, unwatch): only the holder of the stream acts on it. */
+  chatControl: () => key('ch', 'chat-control'),
 
   /** Control messages for one voice session (end, revoke) to whichever instance holds its socket. */
   voice: (tenantId: string, sessionId: string) => tenantKey(tenantId, 'ch', 'voice', sessionId),

@@ -8,7 +8,7 @@ let base: string
 let user: TestUser
 
 beforeAll(async () => {
-  ;({ gw, base } = await listeningGateway({ CHAT_PING_INTERVAL_MS: '50' }))
+  ;({ gw, base } = await listeningGateway({ CHAT_PING_INTERVAL_MS: '50', CHAT_DISCONNECT_GRACE_S: '0.2' }))
   user = await chatUser(gw)
 }, 30_000)
 afterAll(async () => {

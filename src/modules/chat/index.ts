@@ -2,13 +2,13 @@
  * /api/v2/chat (contract §4): the SSE chat stream and its cancel. Thin: the body is validated before any byte,
  * the service's events are written as SSE, and the stream is exempt from Bun's idle timeout.
  */
-import { Elysia } from 'elysia'
+import { Elysia, t } from 'elysia'
+import { AppError } from '../../errors'
 import type { Deps } from '../../deps'
 import type { AuthPlugin } from '../auth/plugin'
 import { createConversationService } from '../conversations/service'
-import { CancelBody, CancelResponse, ChatStreamBody, errors } from './model'
+import { CancelBody, CancelResponse, ChatStreamBody, errors, RequestId } from './model'
 import { type ChatService, createChatService } from './service'
-import { formatEvent } from './sse'
 
 const tags = ['Chat']
 
@@ -19,17 +19,26 @@ export const SSE_HEADERS = {
   'x-accel-buffering': 'no',
 } as const
 
+/** Last-Event-ID: the id of the last event the client has; absent → the whole stream */
+function lastEventId(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return -1
+  if (!/^\d{1,9}$/.test(raw)) {
+    throw new AppError(400, 'VALIDATION_FAILED', 'Last-Event-ID must be a non-negative integer', { field: 'last_event_id' })
+  }
+  return Number(raw)
+}
+
 export function chatRoutes({ auth, chat }: { auth: AuthPlugin; chat: ChatService }) {
   return new Elysia({ name: 'voicehelper.chat', prefix: '/api/v2' })
     .use(auth)
     .post(
       '/chat/stream',
       async function* chatStream({ principal, body, request, server, set }) {
+        const events = await chat.open({ caller: principal, body, signal: request.signal, traceparent: request.headers.get('traceparent') ?? undefined })
         // a quiet stream is not idle: pings keep it alive, Bun must not cut it after 10 s
         server?.timeout(request, 0)
         Object.assign(set.headers, SSE_HEADERS)
-        const events = chat.stream({ caller: principal, body, signal: request.signal, traceparent: request.headers.get('traceparent') ?? undefined })
-        for await (const e of events) yield { toSSE: () => formatEvent(e) }
+        for await (const text of events) yield { toSSE: () => text }
       },
       {
         auth: 'chat:write',
@@ -37,7 +46,29 @@ export function chatRoutes({ auth, chat }: { auth: AuthPlugin; chat: ChatService
         detail: {
           tags,
           summary: 'Ask a question; the answer streams back as server-sent events',
+          description:
+            'A request_id already used by the caller with the same body attaches to that stream (replayed from event 0, then live) instead of asking again; with another body, or another user\'s id: 409.',
           responses: { 200: { description: 'text/event-stream: stream_start, upstream events, then stream_end | error | stream_cancelled' } },
+        },
+      },
+    )
+    .get(
+      '/chat/stream/:request_id',
+      async function* resumeStream({ principal, params, query, request, server, set }) {
+        const after = lastEventId(request.headers.get('last-event-id') ?? query.last_event_id)
+        const events = await chat.resume(principal, params.request_id, after, request.signal)
+        server?.timeout(request, 0)
+        Object.assign(set.headers, SSE_HEADERS)
+        for await (const text of events) yield { toSSE: () => text }
+      },
+      {
+        auth: 'chat:write',
+        params: t.Object({ request_id: RequestId }),
+        query: t.Object({ last_event_id: t.Optional(t.String({ maxLength: 16 })) }),
+        detail: {
+          tags,
+          summary: 'Resume a stream: the events after Last-Event-ID (header or ?last_event_id=), then live until it ends',
+          responses: { 200: { description: 'text/event-stream, the same events with the same ids' } },
         },
       },
     )
@@ -45,17 +76,22 @@ export function chatRoutes({ auth, chat }: { auth: AuthPlugin; chat: ChatService
       auth: 'chat:write',
       body: CancelBody,
       response: { 200: CancelResponse, ...errors },
-      detail: { tags, summary: "Cancel one of the caller's streams by request_id" },
+      detail: { tags, summary: "Cancel one of the caller's streams by request_id, on whichever instance holds it" },
     })
 }
 
-export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'upstream' | 'identity' | 'logger' | 'config'> }) {
+export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'upstream' | 'identity' | 'logger' | 'config' | 'store' | 'metrics' | 'lifecycle'> }) {
   const chat = createChatService({
     conversations: createConversationService({ db: deps.db.db }),
     upstream: deps.upstream,
     live: deps.identity.live,
+    store: deps.store,
     logger: deps.logger,
+    metrics: deps.metrics,
     pingIntervalMs: deps.config.chatPingIntervalMs,
+    graceMs: deps.config.chatDisconnectGraceMs,
+    replayTtlMs: deps.config.chatReplayTtlMs,
   })
+  deps.lifecycle.onShutdown((deadline) => chat.shutdown(deadline))
   return chatRoutes({ auth, chat })
 }

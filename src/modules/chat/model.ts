@@ -8,7 +8,7 @@ export const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorRespon
 /** CHAT_MAX_MESSAGE_CHARS */
 export const MAX_MESSAGE_CHARS = 10_000
 
-const RequestId = t.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' })
+export const RequestId = t.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' })
 
 export const ChatStreamBody = t.Object({
   /** not blank: at least one non-space character */

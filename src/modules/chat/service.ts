@@ -1,25 +1,46 @@
 /**
- * The chat stream (contract §4), framework-free: checks the conversation, stores the question, calls the
- * algorithm service and turns its NDJSON lines into SSE events, then stores the answer — whatever the ending.
+ * The chat stream (contract §4), framework-free.
  *
- * Everything that stops a stream early (cancel, client gone, revoked token) aborts one AbortController whose
- * reason is a StreamStop. Every wait races that signal, so a generator suspended in `await` notices at once
- * (elysiajs/elysia#1768), and the same signal is the upstream call's, so the upstream socket closes too.
+ * A stream runs on the instance that accepted it (a run), independent of any client connection: it stores the
+ * question, calls the algorithm service, turns each NDJSON line into an SSE event appended to the run's feed,
+ * and stores the answer at whatever ending. Client connections only read feeds (`watchFeed`): the original
+ * POST, an idempotent re-POST and a resume are the same reader from different positions. A run nobody watches
+ * keeps going for the disconnect grace, waiting for a resume, then is cancelled.
+ *
+ * Across instances (Redis as the store): the request id is claimed in the store (tenant-scoped), the holder
+ * writes the feed to a store list in batches and publishes batches while another instance follows; cancel,
+ * watch and unwatch travel on one control channel. With the in-process store (one instance) none of that is
+ * written: the run itself is the replay log, kept for CHAT_REPLAY_TTL_S after its end.
+ *
+ * Everything that stops a run early (cancel, grace expiry, revoked token, shutdown) aborts its AbortController
+ * with a StreamStop; the same signal is the upstream call's, so the upstream socket closes too.
  */
 import { AppError } from '../../errors'
 import { newId } from '../../lib/ids'
-import type { Principal } from '../auth/principal'
-import type { LiveConnections } from '../auth/live-connections'
-import type { ConversationRef, ConversationService } from '../conversations/service'
+import type { Metrics } from '../../observability/metrics'
+import { channels, keys, type Store } from '../../store'
 import { UpstreamError, type UpstreamPool, type UpstreamStream } from '../../upstream'
+import type { LiveConnections } from '../auth/live-connections'
+import type { Principal } from '../auth/principal'
+import type { ConversationRef, ConversationService } from '../conversations/service'
+import { EventFeed, watchFeed } from './feed'
 import type { ChatStreamBody } from './model'
-import { type ChatEvent, eventName } from './sse'
+import { eventName } from './sse'
 
 /** contract §0: a body's `timestamp` is unix seconds (as the seed); `*_at` fields are RFC 3339 */
 const unixSeconds = () => Math.floor(Date.now() / 1000)
 
 /** CHAT_HISTORY_TURNS: prior messages sent upstream with a new question */
 export const HISTORY_TURNS = 10
+/** the claim of a live stream's request id expires unless its holder refreshes it (a crashed holder's ages out) */
+const LIVE_CLAIM_TTL_MS = 60_000
+const CLAIM_REFRESH_MS = 20_000
+/** a live stream's event list outlives a silent stretch; set to the replay TTL at the end */
+const LIVE_LOG_TTL_MS = 3_600_000
+/** how long the holder batches events before writing them to the store */
+const FLUSH_MS = 25
+/** a follower checks the holder is still there when it has heard nothing for this long */
+const FOLLOWER_CHECK_MS = 15_000
 
 export type StopReason = 'client_cancelled' | 'client_disconnected' | 'token_revoked' | 'shutdown'
 
@@ -32,8 +53,9 @@ export class StreamStop extends Error {
 }
 
 export const chatErrors = {
-  streamNotFound: () => new AppError(404, 'STREAM_NOT_FOUND', 'No such stream on this instance'),
-  requestIdInUse: () => new AppError(409, 'IDEMPOTENCY_CONFLICT', 'request_id is already in use'),
+  streamNotFound: () => new AppError(404, 'STREAM_NOT_FOUND', 'No such stream'),
+  requestIdInUse: () => new AppError(409, 'IDEMPOTENCY_CONFLICT', 'request_id is already used by another request'),
+  unavailable: (cause: unknown) => new AppError(503, 'SERVICE_UNAVAILABLE', 'Chat streams are unavailable right now', undefined, { cause }),
 }
 
 interface ChatLogger {
@@ -41,13 +63,21 @@ interface ChatLogger {
   error(o: object, msg?: string): void
 }
 
+type ChatMetrics = Pick<Metrics, 'chatStreamsActive' | 'chatFirstEvent' | 'chatUpstreamRequests' | 'chatStreamEndings' | 'chatInvalidLines'>
+
 export interface ChatServiceDeps {
   conversations: ConversationService
   upstream: Pick<UpstreamPool, 'query'>
   live: Pick<LiveConnections, 'register'>
+  store: Store
   logger: ChatLogger
-  /** `: ping` period while the upstream is silent. @default 15000 */
+  metrics?: ChatMetrics
+  /** `: ping` period while the stream is silent. @default 15000 */
   pingIntervalMs?: number
+  /** how long a run nobody watches keeps going. @default 15000 */
+  graceMs?: number
+  /** how long a finished stream can be replayed. @default 300000 */
+  replayTtlMs?: number
   /** @default Date.now */
   now?: () => number
 }
@@ -60,13 +90,46 @@ export interface ChatStreamInput {
   traceparent?: string
 }
 
-interface ActiveStream {
-  tenantId: string
-  userId: string
-  stop(reason: StopReason): void
+/** what the store holds for a claimed request id */
+interface Claim {
+  user: string
+  hash: string
+  state: 'live' | 'ended'
 }
 
-type Ending = 'completed' | 'failed' | 'cancelled'
+type ControlMessage = { t: 'cancel' | 'watch' | 'unwatch'; tenant: string; rid: string }
+type FeedMessage = { from: number; events: string[] } | { count: number; end?: boolean }
+
+/** one stream running on this instance */
+class Run extends EventFeed {
+  readonly ctrl = new AbortController()
+  remoteWatchers = 0
+  graceTimer: ReturnType<typeof setTimeout> | undefined
+  /** events written to the store so far, and the write in progress */
+  flushed = 0
+  flushTimer: ReturnType<typeof setTimeout> | undefined
+  flushing: Promise<void> = Promise.resolve()
+  /** settles when the run has ended and its ending is stored */
+  done!: Promise<void>
+  constructor(
+    readonly tenantId: string,
+    readonly userId: string,
+    readonly requestId: string,
+    readonly hash: string,
+  ) {
+    super()
+  }
+
+  stop(reason: StopReason): void {
+    if (!this.ctrl.signal.aborted) this.ctrl.abort(new StreamStop(reason))
+  }
+}
+
+/** the same request asked again: every field that shapes the answer */
+function bodyHash(body: ChatStreamBody): string {
+  const canonical = JSON.stringify([body.message, body.conversation_id ?? null, body.stream_id ?? null, body.model, body.temperature, body.max_tokens])
+  return Bun.hash(canonical).toString(36)
+}
 
 function upstreamFailure(err: unknown): { code: string; error: string } | undefined {
   if (err instanceof UpstreamError) return { code: err.code, error: err.message }
@@ -79,71 +142,175 @@ function chunkText(line: Record<string, unknown>): string {
   return typeof text === 'string' ? text : ''
 }
 
+const sse = (id: number, name: string, data: Record<string, unknown>) => `id: ${id}\nevent: ${name}\ndata: ${JSON.stringify(data)}\n\n`
+
 export function createChatService(deps: ChatServiceDeps) {
-  const { conversations, upstream, live, logger } = deps
+  const { conversations, upstream, live, store, logger, metrics } = deps
   const pingIntervalMs = deps.pingIntervalMs ?? 15_000
+  /** silence is checked four times per ping interval: a ping comes at most 1.25 intervals after the last event */
+  const tickMs = Math.max(5, Math.floor(pingIntervalMs / 4))
+  const graceMs = deps.graceMs ?? 15_000
+  const replayTtlMs = deps.replayTtlMs ?? 300_000
   const now = deps.now ?? Date.now
-  /** streams held by this instance, by request_id */
-  const active = new Map<string, ActiveStream>()
+  /** other instances exist only behind a shared store */
+  const shared = store.kind !== 'memory'
+  /** runs on this instance by tenant and request id: live ones, and (in-process store) ended ones for replay */
+  const runs = new Map<string, Run>()
+  const runKey = (tenantId: string, requestId: string) => `${tenantId}\u0000${requestId}`
+  let closing = false
 
-  /**
-   * Awaits `promise`, yielding a ping each `pingIntervalMs` it takes, and throwing `signal.reason` as soon as the
-   * signal aborts (the promise is then abandoned: its rejection is swallowed).
-   */
-  async function* withPings<T>(promise: Promise<T>, signal: AbortSignal): AsyncGenerator<ChatEvent, T> {
-    promise.catch(() => {})
-    let onAbort!: () => void
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(signal.reason)
-      if (signal.aborted) onAbort()
-      else signal.addEventListener('abort', onAbort, { once: true })
-    })
-    aborted.catch(() => {})
-    try {
-      while (true) {
-        let timer: ReturnType<typeof setTimeout> | undefined
-        const tick = new Promise<'tick'>((resolve) => {
-          timer = setTimeout(() => resolve('tick'), pingIntervalMs)
+  // ---- control messages from other instances (cancel, watch, unwatch): acted on by the stream's holder
+  const control = shared
+    ? store
+        .subscribe(channels.chatControl(), (raw) => {
+          let m: ControlMessage
+          try {
+            m = JSON.parse(raw) as ControlMessage
+          } catch {
+            return
+          }
+          const run = runs.get(runKey(m.tenant, m.rid))
+          if (!run || run.ended) return
+          if (m.t === 'cancel') run.stop('client_cancelled')
+          else if (m.t === 'watch') {
+            run.remoteWatchers++
+            clearTimeout(run.graceTimer)
+            // the follower read the list already or will: tell it how far the list goes
+            void flush(run).then(() => publishFeed(run, { count: run.flushed }))
+          } else if (m.t === 'unwatch') {
+            run.remoteWatchers = Math.max(0, run.remoteWatchers - 1)
+            maybeGrace(run)
+          }
         })
-        try {
-          const won = await Promise.race([promise.then((value) => ({ value })), aborted, tick])
-          if (won !== 'tick') return won.value
-        } finally {
-          clearTimeout(timer)
-        }
-        yield { kind: 'ping' }
+        .catch((err: unknown) => {
+          logger.warn({ err }, 'chat control channel unavailable: cancel and resume from other instances will not reach this one')
+          return undefined
+        })
+    : Promise.resolve(undefined)
+
+  function maybeGrace(run: Run): void {
+    if (run.ended || run.watchers + run.remoteWatchers > 0 || run.graceTimer) return
+    if (graceMs === 0) return run.stop('client_disconnected')
+    run.graceTimer = setTimeout(() => {
+      run.graceTimer = undefined
+      if (run.watchers + run.remoteWatchers === 0) run.stop('client_disconnected')
+    }, graceMs)
+  }
+
+  const watchHooks = (run: Run) => ({
+    attached() {
+      clearTimeout(run.graceTimer)
+      run.graceTimer = undefined
+    },
+    detached: () => maybeGrace(run),
+  })
+
+  // ---- the store side of a run (shared store only)
+
+  function publishFeed(run: Run, message: FeedMessage): Promise<void> {
+    return store.publish(channels.chat(run.tenantId, run.requestId), JSON.stringify(message)).catch((err: unknown) => {
+      logger.warn({ err, request_id: run.requestId }, 'could not publish chat events')
+    })
+  }
+
+  /** writes the events not yet in the store (in order: one write at a time per run) */
+  function flush(run: Run, ttlMs = LIVE_LOG_TTL_MS): Promise<void> {
+    run.flushing = run.flushing.then(async () => {
+      const from = run.flushed
+      const batch = run.events.slice(from)
+      if (batch.length === 0) return
+      run.flushed = from + batch.length
+      try {
+        await store.rPush(keys.chatEvents(run.tenantId, run.requestId), batch, ttlMs)
+        if (run.remoteWatchers > 0) await publishFeed(run, { from, events: batch })
+      } catch (err) {
+        logger.warn({ err, request_id: run.requestId }, 'could not store chat events: a resume on another instance may miss them')
       }
-    } finally {
-      signal.removeEventListener('abort', onAbort)
+    })
+    return run.flushing
+  }
+
+  function scheduleFlush(run: Run): void {
+    if (!shared || run.flushTimer) return
+    run.flushTimer = setTimeout(() => {
+      run.flushTimer = undefined
+      if (!run.ended) void flush(run)
+    }, FLUSH_MS)
+  }
+
+  function writeClaim(run: Run, state: Claim['state'], ttlMs: number): Promise<unknown> {
+    const claim: Claim = { user: run.userId, hash: run.hash, state }
+    return store.set(keys.chatStream(run.tenantId, run.requestId), JSON.stringify(claim), { ttlMs }).catch((err: unknown) => {
+      logger.warn({ err, request_id: run.requestId }, 'could not update a chat stream claim')
+    })
+  }
+
+  async function readClaim(tenantId: string, requestId: string): Promise<Claim | undefined> {
+    const raw = await store.get(keys.chatStream(tenantId, requestId))
+    if (!raw) return undefined
+    try {
+      return JSON.parse(raw) as Claim
+    } catch {
+      return undefined
     }
   }
 
-  async function openConversation(caller: Principal, id: string | undefined): Promise<ConversationRef> {
-    return id ? conversations.getWritable(caller, id) : conversations.create(caller)
+  // ---- running a stream
+
+  interface Prepared {
+    conversation: ConversationRef
+    /** a new conversation is created together with the question */
+    isNew: boolean
+    history: Array<{ role: string; content: string }>
   }
 
-  /**
-   * The events of one chat stream. Throws (an HTTP error) only before its first event: a taken request_id,
-   * an unknown conversation. After `stream_start` every failure is an `error` event.
-   */
-  async function* stream(input: ChatStreamInput): AsyncGenerator<ChatEvent> {
+  /** everything that can refuse the request (404, 403) before any byte of the stream */
+  async function prepare(caller: Principal, body: ChatStreamBody): Promise<Prepared> {
+    if (body.conversation_id) {
+      const conversation = await conversations.getWritable(caller, body.conversation_id)
+      return { conversation, isNew: false, history: await conversations.history(conversation, HISTORY_TURNS) }
+    }
+    conversations.assertCanCreate(caller)
+    return { conversation: { id: newId('conv'), tenantId: caller.tenantId, userId: caller.userId }, isNew: true, history: [] }
+  }
+
+  async function produce(run: Run, input: ChatStreamInput, prepared: Prepared): Promise<void> {
     const { caller, body } = input
+    const { conversation } = prepared
     const started = now()
-    const requestId = body.request_id ?? newId('req')
-    if (active.has(requestId)) throw chatErrors.requestIdInUse()
+    const signal = run.ctrl.signal
+    metrics?.chatStreamsActive.inc()
+    const unregister = live.register({
+      id: `chat:${run.tenantId}:${run.requestId}`,
+      kind: 'chat',
+      tenantId: caller.tenantId,
+      userId: caller.userId,
+      sessionId: caller.sessionId,
+      jti: caller.jti,
+      apiKeyId: caller.apiKeyId,
+      end: (reason) => run.stop(reason),
+    })
+    /** the last event or ping: a ping is due after pingIntervalMs of silence */
+    let lastSentAt = now()
+    let claimRefreshedAt = now()
+    const ticker = setInterval(() => {
+      if (now() - lastSentAt >= pingIntervalMs) {
+        lastSentAt = now()
+        run.ping()
+      }
+      if (shared && now() - claimRefreshedAt >= CLAIM_REFRESH_MS) {
+        claimRefreshedAt = now()
+        void writeClaim(run, 'live', LIVE_CLAIM_TTL_MS)
+      }
+    }, tickMs)
 
-    const ctrl = new AbortController()
-    const stop = (reason: StopReason) => {
-      if (!ctrl.signal.aborted) ctrl.abort(new StreamStop(reason))
+    const emit = (name: string, data: Record<string, unknown>) => {
+      run.push(sse(run.events.length, name, data))
+      lastSentAt = now()
+      scheduleFlush(run)
     }
-    active.set(requestId, { tenantId: caller.tenantId, userId: caller.userId, stop })
-    const onClientGone = () => stop('client_disconnected')
-    input.signal.addEventListener('abort', onClientGone, { once: true })
-    let unregister: (() => void) | undefined
-    let upstreamStream: UpstreamStream | undefined
-    let persisted = false
-    let conversation: ConversationRef | undefined
-    // made after the user's message is stored: message ids order a conversation
+
+    // made after the question is stored: message ids order a conversation
     let messageId = ''
     let text = ''
     let references: unknown[] | undefined
@@ -151,11 +318,14 @@ export function createChatService(deps: ChatServiceDeps) {
     let ttftMs: number | undefined
     let linesProcessed = 0
     let invalidLines = 0
+    let upstreamStream: UpstreamStream | undefined
+    let upstreamUrl: string | undefined
+    let upstreamOutcome = 'cancelled'
+    let questionStored = false
 
-    /** stores the assistant's message once, with exactly the text the client was sent */
-    async function persist(status: Ending): Promise<void> {
-      if (persisted || !conversation) return
-      persisted = true
+    /** stores the assistant's message once, with exactly the text of the events sent */
+    async function persist(status: 'completed' | 'failed' | 'cancelled'): Promise<void> {
+      if (!questionStored) return
       try {
         await conversations.appendMessage(conversation, {
           id: messageId,
@@ -167,135 +337,336 @@ export function createChatService(deps: ChatServiceDeps) {
           usage: usage ?? null,
           ttftMs: ttftMs ?? null,
           durationMs: now() - started,
-          requestId,
+          requestId: run.requestId,
           userId: caller.userId,
         })
       } catch (err) {
-        logger.error({ err, request_id: requestId, conversation_id: conversation.id }, 'could not store the assistant message')
+        logger.error({ err, request_id: run.requestId, conversation_id: conversation.id }, 'could not store the assistant message')
       }
     }
 
-    let seq = 0
-    const event = (name: string, data: Record<string, unknown>): ChatEvent => ({ kind: 'event', id: seq++, event: name, data })
-    const streamEnd = () =>
-      event('stream_end', { request_id: requestId, lines_processed: linesProcessed, duration_ms: now() - started, timestamp: unixSeconds() })
+    const streamEnd = () => emit('stream_end', { request_id: run.requestId, lines_processed: linesProcessed, duration_ms: now() - started, timestamp: unixSeconds() })
+    let ending = 'completed'
 
     try {
-      conversation = await openConversation(caller, body.conversation_id)
-      const history = await conversations.history(conversation, HISTORY_TURNS)
-      await conversations.appendMessage(conversation, {
-        role: 'user',
+      const question = {
+        role: 'user' as const,
         content: body.message,
-        modality: 'text',
-        status: 'completed',
-        requestId,
+        modality: 'text' as const,
+        status: 'completed' as const,
+        requestId: run.requestId,
         userId: caller.userId,
-      })
+      }
+      // the question is stored while the upstream starts; no upstream event is relayed before it is
+      const stored = prepared.isNew
+        ? conversations.startConversation(caller, { id: conversation.id, message: question })
+        : conversations.appendMessage(conversation, question)
+      stored.catch(() => {})
       messageId = newId('msg')
-      unregister = live.register({
-        id: `chat:${requestId}`,
-        kind: 'chat',
-        tenantId: caller.tenantId,
-        userId: caller.userId,
-        sessionId: caller.sessionId,
-        jti: caller.jti,
-        apiKeyId: caller.apiKeyId,
-        end: (reason) => stop(reason),
-      })
-      const streamId = body.stream_id ?? newId('str')
-      yield event('stream_start', {
-        request_id: requestId,
-        stream_id: streamId,
+      emit('stream_start', {
+        request_id: run.requestId,
+        stream_id: body.stream_id ?? newId('str'),
         conversation_id: conversation.id,
         message_id: messageId,
         timestamp: unixSeconds(),
       })
-
-      try {
-        const query = upstream.query({
-          body: {
-            messages: [...history, { role: 'user', content: body.message }],
-            conversation_id: conversation.id,
-            stream_id: streamId,
-            request_id: requestId,
-            model: body.model,
-            temperature: body.temperature,
-            max_tokens: body.max_tokens,
-            tenant_id: caller.tenantId,
-            user_id: caller.userId,
-          },
-          requestId,
-          traceparent: input.traceparent,
-          signal: ctrl.signal,
-        })
-        // answered after we stopped waiting: close it
-        query.then((s) => ctrl.signal.aborted && s.cancel('abandoned'), () => {})
-        upstreamStream = yield* withPings(query, ctrl.signal)
-        let failed = false
-        while (true) {
-          const next = yield* withPings(upstreamStream.lines.next(), ctrl.signal)
-          if (next.done) break
-          const item = next.value
-          if (item.kind === 'invalid') {
-            invalidLines++
-            continue
-          }
-          const line = item.value
-          const name = eventName(line)
-          linesProcessed++
-          if (name === 'generation_chunk') {
-            ttftMs ??= now() - started
-            text += chunkText(line)
-          } else if (name === 'retrieval_result') {
-            const refs = line.references ?? line.refs
-            if (Array.isArray(refs)) references = refs
-          } else if (name === 'error') {
-            failed = true
-          }
-          if (line.usage && typeof line.usage === 'object') usage = line.usage as Record<string, unknown>
-          yield event(name, { ...line, request_id: requestId, line_number: item.lineNumber, timestamp: unixSeconds() })
+      const query = upstream.query({
+        body: {
+          messages: [...prepared.history, { role: 'user', content: body.message }],
+          conversation_id: conversation.id,
+          stream_id: body.stream_id,
+          request_id: run.requestId,
+          model: body.model,
+          temperature: body.temperature,
+          max_tokens: body.max_tokens,
+          tenant_id: caller.tenantId,
+          user_id: caller.userId,
+        },
+        requestId: run.requestId,
+        traceparent: input.traceparent,
+        signal,
+      })
+      // answered after we stopped waiting: close it
+      query.then((s) => signal.aborted && s.cancel('abandoned'), () => {})
+      // a question that could not be stored ends the stream with STREAM_ERROR (the finally closes the upstream)
+      await stored
+      questionStored = true
+      upstreamStream = await query
+      upstreamUrl = upstreamStream.upstream
+      let failed = false
+      for (;;) {
+        const next = await upstreamStream.lines.next()
+        if (next.done) break
+        const item = next.value
+        if (item.kind === 'invalid') {
+          invalidLines++
+          continue
         }
-        await persist(failed ? 'failed' : 'completed')
-        yield streamEnd()
-      } catch (err) {
-        const reason = ctrl.signal.aborted ? ctrl.signal.reason : err
-        if (reason instanceof StreamStop) {
-          await persist('cancelled')
-          yield event('stream_cancelled', { request_id: requestId, reason: reason.reason })
-          return
+        const line = item.value
+        const name = eventName(line)
+        if (linesProcessed++ === 0) metrics?.chatFirstEvent.observe((now() - started) / 1000)
+        if (name === 'generation_chunk') {
+          ttftMs ??= now() - started
+          text += chunkText(line)
+        } else if (name === 'retrieval_result') {
+          const refs = line.references ?? line.refs
+          if (Array.isArray(refs)) references = refs
+        } else if (name === 'error') {
+          failed = true
         }
+        if (line.usage && typeof line.usage === 'object') usage = line.usage as Record<string, unknown>
+        // the parsed line is ours: enrich it in place
+        line.request_id = run.requestId
+        line.line_number = item.lineNumber
+        line.timestamp = unixSeconds()
+        emit(name, line)
+      }
+      upstreamOutcome = failed ? 'failed' : 'completed'
+      ending = failed ? 'upstream_error' : 'completed'
+      await persist(failed ? 'failed' : 'completed')
+      streamEnd()
+    } catch (err) {
+      const reason = signal.aborted ? signal.reason : err
+      if (reason instanceof StreamStop) {
+        ending = reason.reason
+        await persist('cancelled')
+        emit('stream_cancelled', { request_id: run.requestId, reason: reason.reason })
+      } else {
         const failure = upstreamFailure(err)
-        if (!failure) logger.error({ err, request_id: requestId }, 'chat stream failed')
+        if (err instanceof UpstreamError) upstreamUrl ??= err.upstream
+        if (!failure) logger.error({ err, request_id: run.requestId }, 'chat stream failed')
+        upstreamOutcome = failure?.code === 'ALGO_TIMEOUT' ? 'timeout' : failure?.code === 'ALGO_SERVICE_ERROR' ? 'unavailable' : 'failed'
+        ending = failure?.code ?? 'STREAM_ERROR'
         await persist('failed')
-        yield event('error', { ...(failure ?? { code: 'STREAM_ERROR', error: 'The stream failed' }), request_id: requestId })
-        yield streamEnd()
+        emit('error', { ...(failure ?? { code: 'STREAM_ERROR', error: 'The stream failed' }), request_id: run.requestId })
+        streamEnd()
       }
     } finally {
-      input.signal.removeEventListener('abort', onClientGone)
-      // whatever the ending, the upstream request must not outlive the stream
-      if (!ctrl.signal.aborted) ctrl.abort(new StreamStop('client_disconnected'))
+      run.finish()
+      clearInterval(ticker)
+      clearTimeout(run.graceTimer)
+      clearTimeout(run.flushTimer)
+      if (!signal.aborted) run.ctrl.abort(new StreamStop('client_disconnected'))
       upstreamStream?.cancel('stream ended')
-      unregister?.()
-      if (active.get(requestId)?.stop === stop) active.delete(requestId)
-      // left at a yield (the client went away): what was sent is still stored
-      if (seq > 0) await persist('cancelled')
-      if (invalidLines > 0) logger.warn({ request_id: requestId, invalid_lines: invalidLines }, 'upstream sent invalid NDJSON lines')
+      unregister()
+      metrics?.chatStreamsActive.dec()
+      metrics?.chatStreamEndings.inc({ reason: ending })
+      if (upstreamUrl) metrics?.chatUpstreamRequests.inc({ upstream: upstreamUrl, outcome: upstreamOutcome })
+      if (invalidLines > 0) {
+        metrics?.chatInvalidLines.inc(invalidLines)
+        logger.warn({ request_id: run.requestId, invalid_lines: invalidLines }, 'upstream sent invalid NDJSON lines')
+      }
+      await retire(run)
     }
   }
 
-  return {
-    stream,
+  /** after the end: the replay log and the claim live on for the replay TTL */
+  async function retire(run: Run): Promise<void> {
+    const key = runKey(run.tenantId, run.requestId)
+    if (shared) {
+      await flush(run, replayTtlMs)
+      await writeClaim(run, 'ended', replayTtlMs)
+      await publishFeed(run, { count: run.events.length, end: true })
+      if (runs.get(key) === run) runs.delete(key)
+      return
+    }
+    setTimeout(() => {
+      if (runs.get(key) !== run) return
+      runs.delete(key)
+      void store.del(keys.chatStream(run.tenantId, run.requestId)).catch(() => {})
+    }, replayTtlMs).unref()
+  }
 
-    /** stops a stream of the caller's held by this instance; 404 otherwise (another user's included) */
-    cancel(caller: Pick<Principal, 'tenantId' | 'userId'>, requestId: string): { request_id: string; status: 'cancelled' } {
-      const entry = active.get(requestId)
-      if (!entry || entry.tenantId !== caller.tenantId || entry.userId !== caller.userId) throw chatErrors.streamNotFound()
-      entry.stop('client_cancelled')
+  // ---- following a stream held by another instance (or finished, from the store's log)
+
+  async function follow(tenantId: string, requestId: string, after: number, signal: AbortSignal): Promise<AsyncGenerator<string>> {
+    const feed = new EventFeed()
+    const listKey = keys.chatEvents(tenantId, requestId)
+    let endAt: number | undefined
+    let heardAt = now()
+    let lastSentAt = now()
+    let filling: Promise<void> = Promise.resolve()
+
+    /** reads what the list has beyond the feed (one read at a time) */
+    const fillFromList = () => {
+      filling = filling.then(async () => {
+        try {
+          const from = feed.events.length
+          feed.fill(from, await store.lRange(listKey, from, -1))
+        } catch (err) {
+          logger.warn({ err, request_id: requestId }, 'could not read chat events from the store')
+        }
+        if (endAt !== undefined && feed.events.length >= endAt) feed.finish()
+      })
+      return filling
+    }
+
+    const unsubscribe = await store.subscribe(channels.chat(tenantId, requestId), (raw) => {
+      heardAt = lastSentAt = now()
+      let m: FeedMessage
+      try {
+        m = JSON.parse(raw) as FeedMessage
+      } catch {
+        return
+      }
+      if ('events' in m) {
+        if (m.from > feed.events.length) void fillFromList()
+        feed.fill(m.from, m.events)
+      } else {
+        if (m.end) endAt = m.count
+        if (m.count > feed.events.length || m.end) void fillFromList()
+      }
+    })
+    const announce = (t: 'watch' | 'unwatch') =>
+      store.publish(channels.chatControl(), JSON.stringify({ t, tenant: tenantId, rid: requestId } satisfies ControlMessage)).catch(() => {})
+    await announce('watch')
+    await fillFromList()
+    const claim = await readClaim(tenantId, requestId).catch(() => undefined)
+    if (!claim || claim.state === 'ended') {
+      endAt = feed.events.length
+      feed.finish()
+    }
+
+    const ticker = setInterval(async () => {
+      if (feed.ended) return
+      if (now() - lastSentAt >= pingIntervalMs) {
+        lastSentAt = now()
+        feed.ping()
+      }
+      if (now() - heardAt < FOLLOWER_CHECK_MS) return
+      heardAt = now()
+      const c = await readClaim(tenantId, requestId).catch(() => undefined)
+      if (c?.state === 'live') return
+      await fillFromList()
+      if (!c && !feed.ended) {
+        // the holder is gone without an ending: say so rather than wait forever
+        const id = feed.events.length
+        feed.push(sse(id, 'error', { code: 'STREAM_ERROR', error: 'The stream was lost', request_id: requestId }))
+        feed.push(sse(id + 1, 'stream_end', { request_id: requestId, lines_processed: 0, duration_ms: 0, timestamp: unixSeconds() }))
+      }
+      feed.finish()
+    }, tickMs)
+
+    async function* followed(): AsyncGenerator<string> {
+      try {
+        yield* watchFeed(feed, after, signal, { attached() {}, detached() {} })
+      } finally {
+        clearInterval(ticker)
+        void unsubscribe()
+        void announce('unwatch')
+      }
+    }
+    return followed()
+  }
+
+  function ownedBy(run: { tenantId: string; userId: string }, caller: Pick<Principal, 'tenantId' | 'userId'>): boolean {
+    return run.tenantId === caller.tenantId && run.userId === caller.userId
+  }
+
+  function guard<T>(work: Promise<T>): Promise<T> {
+    return work.catch((err: unknown) => {
+      throw err instanceof AppError ? err : chatErrors.unavailable(err)
+    })
+  }
+
+  return {
+    /**
+     * Opens a stream for the caller: a new run, or — for a request id the caller already used with the same
+     * body — the existing stream from its first event, without calling the upstream again. Throws (an HTTP
+     * error) before any event: 404 conversation, 409 request id taken.
+     */
+    async open(input: ChatStreamInput): Promise<AsyncGenerator<string>> {
+      const { caller, body, signal } = input
+      const requestId = body.request_id ?? newId('req')
+      const hash = bodyHash(body)
+      const key = runKey(caller.tenantId, requestId)
+      for (let attempt = 0; ; attempt++) {
+        const existing = runs.get(key)
+        if (existing) {
+          if (!ownedBy(existing, caller) || existing.hash !== hash) throw chatErrors.requestIdInUse()
+          return watchFeed(existing, -1, signal, watchHooks(existing))
+        }
+        if (closing) throw chatErrors.unavailable(new Error('shutting down'))
+        const run = new Run(caller.tenantId, caller.userId, requestId, hash)
+        const claim: Claim = { user: caller.userId, hash, state: 'live' }
+        runs.set(key, run) // before the first await: a concurrent re-POST here attaches to it
+        let claimed: boolean
+        try {
+          claimed = await guard(store.set(keys.chatStream(caller.tenantId, requestId), JSON.stringify(claim), { ttlMs: LIVE_CLAIM_TTL_MS, onlyIfAbsent: true }))
+        } catch (err) {
+          runs.delete(key)
+          throw err
+        }
+        if (!claimed) {
+          runs.delete(key)
+          const held = await guard(readClaim(caller.tenantId, requestId))
+          if (!held) {
+            if (attempt < 2) continue // it expired between the two reads: claim again
+            throw chatErrors.unavailable(new Error('request id claim kept vanishing'))
+          }
+          if (held.user !== caller.userId || held.hash !== hash) throw chatErrors.requestIdInUse()
+          if (!shared) throw chatErrors.requestIdInUse()
+          return guard(follow(caller.tenantId, requestId, -1, signal))
+        }
+        let prepared: Prepared
+        try {
+          prepared = await prepare(caller, body)
+        } catch (err) {
+          runs.delete(key)
+          await store.del(keys.chatStream(caller.tenantId, requestId)).catch(() => {})
+          throw err
+        }
+        run.done = produce(run, input, prepared).catch((err: unknown) => logger.error({ err, request_id: requestId }, 'chat run failed'))
+        return watchFeed(run, -1, signal, watchHooks(run))
+      }
+    },
+
+    /** the caller's stream from after event `after` (-1: all), live or finished within the replay TTL; 404 otherwise */
+    async resume(caller: Pick<Principal, 'tenantId' | 'userId'>, requestId: string, after: number, signal: AbortSignal): Promise<AsyncGenerator<string>> {
+      const run = runs.get(runKey(caller.tenantId, requestId))
+      if (run) {
+        if (!ownedBy(run, caller)) throw chatErrors.streamNotFound()
+        return watchFeed(run, after, signal, watchHooks(run))
+      }
+      if (!shared) throw chatErrors.streamNotFound()
+      const claim = await guard(readClaim(caller.tenantId, requestId))
+      if (!claim || claim.user !== caller.userId) throw chatErrors.streamNotFound()
+      return guard(follow(caller.tenantId, requestId, after, signal))
+    },
+
+    /** stops one of the caller's live streams, on whichever instance holds it; 404 otherwise */
+    async cancel(caller: Pick<Principal, 'tenantId' | 'userId'>, requestId: string): Promise<{ request_id: string; status: 'cancelled' }> {
+      const run = runs.get(runKey(caller.tenantId, requestId))
+      if (run) {
+        if (!ownedBy(run, caller) || run.ended) throw chatErrors.streamNotFound()
+        run.stop('client_cancelled')
+        return { request_id: requestId, status: 'cancelled' }
+      }
+      if (!shared) throw chatErrors.streamNotFound()
+      const claim = await guard(readClaim(caller.tenantId, requestId))
+      if (!claim || claim.user !== caller.userId || claim.state !== 'live') throw chatErrors.streamNotFound()
+      await guard(store.publish(channels.chatControl(), JSON.stringify({ t: 'cancel', tenant: caller.tenantId, rid: requestId } satisfies ControlMessage)))
       return { request_id: requestId, status: 'cancelled' }
     },
 
-    /** streams open on this instance */
-    activeCount: () => active.size,
+    /** streams running on this instance */
+    activeCount: () => [...runs.values()].filter((r) => !r.ended).length,
+
+    /**
+     * Shutdown: no new streams; running ones may finish until `deadline` (epoch ms), then end with
+     * `stream_cancelled{reason:"shutdown"}`. Resolves once every ending is stored.
+     */
+    async shutdown(deadline = now()): Promise<void> {
+      closing = true
+      const running = () => [...runs.values()].filter((r) => !r.ended)
+      const finished = Promise.all(running().map((r) => r.done))
+      const left = deadline - now()
+      if (left > 0) await Promise.race([finished, Bun.sleep(left)])
+      for (const run of running()) run.stop('shutdown')
+      await Promise.all([...runs.values()].map((r) => r.done))
+      const unsubscribe = await control
+      await unsubscribe?.()
+    },
   }
 }
 
