@@ -174,7 +174,7 @@ export function createChatService(deps: ChatServiceDeps) {
           if (m.t === 'cancel') run.stop('client_cancelled')
           else if (m.t === 'watch') {
             run.remoteWatchers++
-            clearTimeout(run.graceTimer)
+            cancelGrace(run)
             // the follower read the list already or will: tell it how far the list goes
             void flush(run).then(() => publishFeed(run, { count: run.flushed }))
           } else if (m.t === 'unwatch') {
@@ -197,13 +197,12 @@ export function createChatService(deps: ChatServiceDeps) {
     }, graceMs)
   }
 
-  const watchHooks = (run: Run) => ({
-    attached() {
-      clearTimeout(run.graceTimer)
-      run.graceTimer = undefined
-    },
-    detached: () => maybeGrace(run),
-  })
+  function cancelGrace(run: Run): void {
+    clearTimeout(run.graceTimer)
+    run.graceTimer = undefined
+  }
+
+  const watchHooks = (run: Run) => ({ attached: () => cancelGrace(run), detached: () => maybeGrace(run) })
 
   // ---- the store side of a run (shared store only)
 
