@@ -102,6 +102,23 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
     expect(late.at(-1)!.data).toEqual({ request_id: id, reason: 'client_disconnected' })
   })
 
+  test('a resume on B that drops too: the grace starts again and A cancels', async () => {
+    const id = rid()
+    const ctrl = new AbortController()
+    const first = new SseReader(await post(a, { message: 'twice gone [[sim chunks=400 delay_ms=20]]', request_id: id }, user, ctrl.signal))
+    await first.until('generation_chunk')
+    ctrl.abort()
+    await Bun.sleep(300)
+    const again = new AbortController()
+    const res = await fetch(`${b.base}/api/v2/chat/stream/${id}`, { headers: user.auth, signal: again.signal })
+    const second = new SseReader(res)
+    await second.until('generation_chunk')
+    await Bun.sleep(1200) // longer than the grace: B's watcher keeps it alive
+    expect(open()).toBe(1)
+    again.abort()
+    await eventually(() => open() === 0, 4000)
+  })
+
   test("another user's or another tenant's stream: cancel and resume through B are 404, the stream untouched", async () => {
     const id = rid()
     const reader = new SseReader(await post(a, { message: 'mine [[sim chunks=30 delay_ms=20]]', request_id: id }))
