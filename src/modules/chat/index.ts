@@ -7,6 +7,7 @@ import { AppError } from '../../errors'
 import type { Deps } from '../../deps'
 import type { AuthPlugin } from '../auth/plugin'
 import { createConversationService } from '../conversations/service'
+import { createMessageWriter } from '../conversations/writer'
 import { CancelBody, CancelResponse, ChatStreamBody, errors, RequestId } from './model'
 import { type ChatService, createChatService } from './service'
 
@@ -83,6 +84,7 @@ export function chatRoutes({ auth, chat }: { auth: AuthPlugin; chat: ChatService
 export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'upstream' | 'identity' | 'logger' | 'config' | 'store' | 'metrics' | 'lifecycle'> }) {
   const chat = createChatService({
     conversations: createConversationService({ db: deps.db.db }),
+    writer: createMessageWriter({ db: deps.db.db }),
     upstream: deps.upstream,
     live: deps.identity.live,
     store: deps.store,

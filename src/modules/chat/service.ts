@@ -23,6 +23,7 @@ import { UpstreamError, type UpstreamPool, type UpstreamStream } from '../../ups
 import type { LiveConnections } from '../auth/live-connections'
 import type { Principal } from '../auth/principal'
 import type { ConversationRef, ConversationService } from '../conversations/service'
+import type { MessageWriter } from '../conversations/writer'
 import { EventFeed, watchFeed } from './feed'
 import type { ChatStreamBody } from './model'
 import { eventName } from './sse'
@@ -67,6 +68,8 @@ type ChatMetrics = Pick<Metrics, 'chatStreamsActive' | 'chatFirstEvent' | 'chatU
 
 export interface ChatServiceDeps {
   conversations: ConversationService
+  /** the question and the answer, group-committed with other streams' */
+  writer: MessageWriter
   upstream: Pick<UpstreamPool, 'query'>
   live: Pick<LiveConnections, 'register'>
   store: Store
@@ -145,7 +148,7 @@ function chunkText(line: Record<string, unknown>): string {
 const sse = (id: number, name: string, data: Record<string, unknown>) => `id: ${id}\nevent: ${name}\ndata: ${JSON.stringify(data)}\n\n`
 
 export function createChatService(deps: ChatServiceDeps) {
-  const { conversations, upstream, live, store, logger, metrics } = deps
+  const { conversations, writer, upstream, live, store, logger, metrics } = deps
   const pingIntervalMs = deps.pingIntervalMs ?? 15_000
   /** silence is checked four times per ping interval: a ping comes at most 1.25 intervals after the last event */
   const tickMs = Math.max(5, Math.floor(pingIntervalMs / 4))
@@ -326,7 +329,7 @@ export function createChatService(deps: ChatServiceDeps) {
     async function persist(status: 'completed' | 'failed' | 'cancelled'): Promise<void> {
       if (!questionStored) return
       try {
-        await conversations.appendMessage(conversation, {
+        await writer.append(conversation, {
           id: messageId,
           role: 'assistant',
           content: text,
@@ -357,9 +360,7 @@ export function createChatService(deps: ChatServiceDeps) {
         userId: caller.userId,
       }
       // the question is stored while the upstream starts; no upstream event is relayed before it is
-      const stored = prepared.isNew
-        ? conversations.startConversation(caller, { id: conversation.id, message: question })
-        : conversations.appendMessage(conversation, question)
+      const stored = prepared.isNew ? writer.start(conversation, question) : writer.append(conversation, question)
       stored.catch(() => {})
       messageId = newId('msg')
       emit('stream_start', {

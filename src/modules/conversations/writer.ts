@@ -1,0 +1,124 @@
+/**
+ * Group commit for the chat stream's messages. Every chat stream writes a question (creating its conversation
+ * when new) and an answer; hundreds of streams starting or ending together would each pay a statement and a
+ * commit — on the embedded PGlite a millisecond or more of the gateway's own CPU apiece. Writes that arrive
+ * while a batch is being written wait and go together in the next one: one statement per batch, so an idle
+ * gateway writes at once and a busy one writes hundreds of messages per commit.
+ *
+ * The statement creates the new conversations, bumps the existing ones (count, last_message_at, updated_at)
+ * and inserts each message only if its conversation was created or bumped — a conversation deleted meanwhile
+ * (or another tenant's) stores nothing, and that write alone fails with 404.
+ */
+import { sql, type SQL } from 'drizzle-orm'
+import { type Database, rowsOf } from '../../db'
+import { newId } from '../../lib/ids'
+import { type AppendMessage, conversationErrors } from './service'
+
+/** rows per statement: 15 parameters each, far below Postgres's 65,535 */
+const MAX_BATCH = 500
+
+interface Pending {
+  messageId: string
+  tenantId: string
+  conversationId: string
+  /** set for the first message of a new conversation: its owner and title */
+  newConversation?: { userId: string; title: string }
+  input: AppendMessage
+  createdAt: Date
+  resolve(): void
+  reject(err: unknown): void
+}
+
+const json = (v: unknown) => (v === undefined || v === null ? null : JSON.stringify(v))
+
+function row(p: Pending): SQL {
+  const m = p.input
+  return sql`(${p.messageId}::text, ${p.tenantId}::text, ${p.conversationId}::text, ${m.userId}::text, ${m.role}::text, ${m.content ?? ''}::text, ${m.modality ?? 'text'}::text, ${m.status ?? 'completed'}::text, ${json(m.references)}::jsonb, ${json(m.usage)}::jsonb, ${m.ttftMs ?? null}::integer, ${m.durationMs ?? null}::integer, ${m.requestId ?? null}::text, ${p.createdAt.toISOString()}::timestamptz, ${p.newConversation ? p.newConversation.title : null}::text)`
+}
+
+function statement(batch: Pending[]): SQL {
+  return sql`
+    with v (id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at, new_title) as (
+      values ${sql.join(batch.map(row), sql`, `)}
+    ),
+    news as (select distinct tenant_id, conversation_id from v where new_title is not null),
+    created as (
+      insert into conversations (id, tenant_id, user_id, title, created_at, updated_at, last_message_at, message_count)
+      select v.conversation_id, v.tenant_id, min(v.user_id) filter (where v.new_title is not null), min(v.new_title),
+        min(v.created_at), max(v.created_at), max(v.created_at), count(*)
+      from v join news on news.tenant_id = v.tenant_id and news.conversation_id = v.conversation_id
+      group by v.tenant_id, v.conversation_id
+      on conflict do nothing
+      returning tenant_id, id
+    ),
+    bumped as (
+      update conversations c
+      set message_count = c.message_count + b.n, last_message_at = b.last, updated_at = b.last
+      from (
+        select tenant_id, conversation_id, count(*) as n, max(created_at) as last from v
+        where (tenant_id, conversation_id) not in (select tenant_id, conversation_id from news)
+        group by tenant_id, conversation_id
+      ) b
+      where c.tenant_id = b.tenant_id and c.id = b.conversation_id
+      returning c.tenant_id, c.id
+    )
+    insert into messages (id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at)
+    select id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at
+    from v
+    where (tenant_id, conversation_id) in (select tenant_id, id from created union all select tenant_id, id from bumped)
+    returning id`
+}
+
+export function createMessageWriter({ db }: { db: Database }) {
+  let queue: Pending[] = []
+  let writing = false
+
+  async function drain(): Promise<void> {
+    writing = true
+    try {
+      while (queue.length > 0) {
+        const batch = queue.slice(0, MAX_BATCH)
+        queue = queue.slice(batch.length)
+        try {
+          const stored = new Set(rowsOf<{ id: string }>(await db.execute(statement(batch))).map((r) => r.id))
+          for (const p of batch) stored.has(p.messageId) ? p.resolve() : p.reject(conversationErrors.notFound())
+        } catch (err) {
+          for (const p of batch) p.reject(err)
+        }
+      }
+    } finally {
+      writing = false
+    }
+  }
+
+  function enqueue(p: Omit<Pending, 'resolve' | 'reject' | 'createdAt'>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      queue.push({ ...p, createdAt: new Date(), resolve, reject })
+      // idle: write on the next turn (writes made in this one join); busy: the running drain takes it next
+      if (!writing) {
+        writing = true
+        setImmediate(() => void drain())
+      }
+    })
+  }
+
+  return {
+    /** stores a message in an existing conversation; 404 if it is gone */
+    append(conversation: { id: string; tenantId: string }, input: AppendMessage): Promise<void> {
+      return enqueue({ messageId: input.id ?? newId('msg'), tenantId: conversation.tenantId, conversationId: conversation.id, input })
+    },
+
+    /** creates the conversation `id` (owned by `userId`) with its first message; the caller checked the permission */
+    start(conversation: { id: string; tenantId: string; userId: string; title?: string }, input: AppendMessage): Promise<void> {
+      return enqueue({
+        messageId: input.id ?? newId('msg'),
+        tenantId: conversation.tenantId,
+        conversationId: conversation.id,
+        newConversation: { userId: conversation.userId, title: (conversation.title ?? '').trim() },
+        input,
+      })
+    },
+  }
+}
+
+export type MessageWriter = ReturnType<typeof createMessageWriter>

@@ -1,0 +1,98 @@
+/**
+ * The chat stream's group-committed writes: many streams' questions and answers in one statement, each write
+ * still succeeding or failing on its own — on embedded PGlite and on a real Postgres (required under CI).
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { asc, eq } from 'drizzle-orm'
+import { conversations, messages } from '../../src/db/schema'
+import { newId } from '../../src/lib/ids'
+import type { AppendMessage } from '../../src/modules/conversations/service'
+import { createMessageWriter } from '../../src/modules/conversations/writer'
+import { createTestApp, type TestApp } from '../helpers/app'
+import { ci, createThrowawayDatabase, hasPostgres } from '../helpers/services'
+import { conversationWorld, insertConversation } from './helpers'
+
+const drivers = [{ name: 'pglite', postgres: false }, ...(hasPostgres || ci ? [{ name: 'postgres', postgres: true }] : [])]
+
+describe.each(drivers)('message writer on $name', ({ postgres }) => {
+  let gw: TestApp
+  let database: { url: string; drop: () => Promise<void> } | undefined
+  let world: Awaited<ReturnType<typeof conversationWorld>>
+
+  beforeAll(async () => {
+    if (postgres) database = await createThrowawayDatabase()
+    gw = await createTestApp(database ? { DATABASE_URL: database.url } : {})
+    world = await conversationWorld(gw)
+  }, 60_000)
+  afterAll(async () => {
+    await gw?.close()
+    await database?.drop()
+  })
+
+  const db = () => gw.deps.db.db
+  const question = (userId: string, content: string, extra: Partial<AppendMessage> = {}): AppendMessage => ({
+    role: 'user',
+    content,
+    modality: 'text',
+    status: 'completed',
+    requestId: 'req-w',
+    userId,
+    ...extra,
+  })
+
+  test('200 new conversations with their questions, written together: every one stored, count 1, title trimmed', async () => {
+    const writer = createMessageWriter({ db: db() })
+    const ids = Array.from({ length: 200 }, () => newId('conv'))
+    await Promise.all(ids.map((id, i) => writer.start({ id, tenantId: world.tenantId, userId: world.alice.id, title: ` t${i} ` }, question(world.alice.id, `q${i}`))))
+    const rows = await db().select().from(conversations).where(eq(conversations.userId, world.alice.id))
+    const created = rows.filter((r) => ids.includes(r.id))
+    expect(created).toHaveLength(200)
+    expect(created.every((r) => r.messageCount === 1 && r.lastMessageAt !== null && r.title === r.title.trim())).toBe(true)
+    const stored = await db().select().from(messages).where(eq(messages.conversationId, ids[7]!))
+    expect(stored).toMatchObject([{ role: 'user', content: 'q7', status: 'completed', requestId: 'req-w', userId: world.alice.id }])
+  })
+
+  test('a question and its answer in the same batch: both stored in order, count 2, jsonb and integers intact', async () => {
+    const writer = createMessageWriter({ db: db() })
+    const id = newId('conv')
+    const conv = { id, tenantId: world.tenantId, userId: world.alice.id }
+    const q = writer.start(conv, question(world.alice.id, 'why?', { id: newId('msg') }))
+    const a = writer.append(conv, {
+      ...question(world.alice.id, 'because', { id: newId('msg') }),
+      role: 'assistant',
+      status: 'cancelled',
+      references: [{ id: 'doc', score: 0.5 }],
+      usage: { prompt_tokens: 3 },
+      ttftMs: 12,
+      durationMs: 340,
+    })
+    await Promise.all([q, a])
+    const rows = await db().select().from(messages).where(eq(messages.conversationId, id)).orderBy(asc(messages.id))
+    expect(rows.map((r) => [r.role, r.content])).toEqual([
+      ['user', 'why?'],
+      ['assistant', 'because'],
+    ])
+    expect(rows[1]).toMatchObject({ status: 'cancelled', references: [{ id: 'doc', score: 0.5 }], usage: { prompt_tokens: 3 }, ttftMs: 12, durationMs: 340 })
+    const [c] = await db().select().from(conversations).where(eq(conversations.id, id))
+    expect(c!.messageCount).toBe(2)
+  })
+
+  test("a deleted conversation, or another tenant's, fails alone with 404; the rest of the batch is stored", async () => {
+    const writer = createMessageWriter({ db: db() })
+    const kept = await insertConversation(gw, world.alice)
+    const gone = await insertConversation(gw, world.alice)
+    await db().delete(conversations).where(eq(conversations.id, gone.id))
+    const results = await Promise.allSettled([
+      writer.append(kept, question(world.alice.id, 'fine')),
+      writer.append(gone, question(world.alice.id, 'lost')),
+      writer.append({ id: kept.id, tenantId: 'some-other-tenant' }, question(world.alice.id, 'breakout')),
+    ])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected'])
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ status: 404, code: 'CONVERSATION_NOT_FOUND' })
+    const rows = await db().select().from(messages).where(eq(messages.conversationId, kept.id))
+    expect(rows.map((r) => r.content)).toEqual(['fine'])
+    const [c] = await db().select().from(conversations).where(eq(conversations.id, kept.id))
+    expect(c!.messageCount).toBe(1)
+    expect(await db().select().from(messages).where(eq(messages.conversationId, gone.id))).toHaveLength(0)
+  })
+})
