@@ -106,6 +106,16 @@ function handleFor(driver: Driver): DatabaseHandle {
   return handle
 }
 
+/**
+ * Runs one parameterised SQL text on the driver directly, for the few hot statements whose query-builder cost
+ * matters (the chat message writer): no Drizzle building, rows as plain objects keyed by column name.
+ */
+export async function rawQuery<T = Record<string, unknown>>(handle: DatabaseHandle, text: string, params: unknown[]): Promise<T[]> {
+  const driver = driverOf(handle)
+  if (driver.kind === 'postgres') return (await driver.client.unsafe(text, params as postgres.ParameterOrJSON<never>[])) as unknown as T[]
+  return (await driver.client.query<T>(text, params)).rows
+}
+
 /** Rows of a raw `db.execute()` result, whichever driver produced it. */
 export function rowsOf<T = Record<string, unknown>>(result: unknown): T[] {
   if (Array.isArray(result)) return result as T[]

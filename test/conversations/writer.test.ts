@@ -41,7 +41,7 @@ describe.each(drivers)('message writer on $name', ({ postgres }) => {
   })
 
   test('200 new conversations with their questions, written together: every one stored, count 1, title trimmed', async () => {
-    const writer = createMessageWriter({ db: db() })
+    const writer = createMessageWriter({ db: gw.deps.db })
     const ids = Array.from({ length: 200 }, () => newId('conv'))
     await Promise.all(ids.map((id, i) => writer.start({ id, tenantId: world.tenantId, userId: world.alice.id, title: ` t${i} ` }, question(world.alice.id, `q${i}`))))
     const rows = await db().select().from(conversations).where(eq(conversations.userId, world.alice.id))
@@ -53,7 +53,7 @@ describe.each(drivers)('message writer on $name', ({ postgres }) => {
   })
 
   test('a question and its answer in the same batch: both stored in order, count 2, jsonb and integers intact', async () => {
-    const writer = createMessageWriter({ db: db() })
+    const writer = createMessageWriter({ db: gw.deps.db })
     const id = newId('conv')
     const conv = { id, tenantId: world.tenantId, userId: world.alice.id }
     const q = writer.start(conv, question(world.alice.id, 'why?', { id: newId('msg') }))
@@ -78,7 +78,7 @@ describe.each(drivers)('message writer on $name', ({ postgres }) => {
   })
 
   test("a deleted conversation, or another tenant's, fails alone with 404; the rest of the batch is stored", async () => {
-    const writer = createMessageWriter({ db: db() })
+    const writer = createMessageWriter({ db: gw.deps.db })
     const kept = await insertConversation(gw, world.alice)
     const gone = await insertConversation(gw, world.alice)
     await db().delete(conversations).where(eq(conversations.id, gone.id))

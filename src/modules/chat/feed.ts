@@ -22,12 +22,22 @@ export class EventFeed {
     return this.waiting.promise
   }
 
+  /**
+   * Wakes the waiting watchers once per turn of the event loop, after every event of that turn is in: the
+   * lines of one upstream read then go to each client as one write instead of one write per line.
+   */
   protected wake(): void {
+    if (!this.waiting || this.wakeScheduled) return
+    this.wakeScheduled = true
+    setImmediate(this.wakeNow)
+  }
+
+  private wakeScheduled = false
+  private readonly wakeNow = () => {
+    this.wakeScheduled = false
     const w = this.waiting
-    if (w) {
-      this.waiting = undefined
-      w.resolve()
-    }
+    this.waiting = undefined
+    w?.resolve()
   }
 
   push(text: string): void {

@@ -84,7 +84,7 @@ export function chatRoutes({ auth, chat }: { auth: AuthPlugin; chat: ChatService
 export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'upstream' | 'identity' | 'logger' | 'config' | 'store' | 'metrics' | 'lifecycle'> }) {
   const chat = createChatService({
     conversations: createConversationService({ db: deps.db.db }),
-    writer: createMessageWriter({ db: deps.db.db }),
+    writer: createMessageWriter({ db: deps.db }),
     upstream: deps.upstream,
     live: deps.identity.live,
     store: deps.store,

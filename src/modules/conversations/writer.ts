@@ -9,13 +9,12 @@
  * and inserts each message only if its conversation was created or bumped — a conversation deleted meanwhile
  * (or another tenant's) stores nothing, and that write alone fails with 404.
  */
-import { sql, type SQL } from 'drizzle-orm'
-import { type Database, rowsOf } from '../../db'
+import { type DatabaseHandle, rawQuery } from '../../db'
 import { newId } from '../../lib/ids'
 import { type AppendMessage, conversationErrors } from './service'
 
 /** rows per statement: 15 parameters each, far below Postgres's 65,535 */
-const MAX_BATCH = 500
+const MAX_BATCH = 256
 
 interface Pending {
   messageId: string
@@ -31,16 +30,55 @@ interface Pending {
 
 const json = (v: unknown) => (v === undefined || v === null ? null : JSON.stringify(v))
 
-function row(p: Pending): SQL {
+/** the columns of v, with their types: a row's parameters are cast so that jsonb and integers arrive as such */
+const COLUMNS = [
+  ['id', 'text'],
+  ['tenant_id', 'text'],
+  ['conversation_id', 'text'],
+  ['user_id', 'text'],
+  ['role', 'text'],
+  ['content', 'text'],
+  ['modality', 'text'],
+  ['status', 'text'],
+  ['"references"', 'jsonb'],
+  ['usage', 'jsonb'],
+  ['ttft_ms', 'integer'],
+  ['duration_ms', 'integer'],
+  ['request_id', 'text'],
+  ['created_at', 'timestamptz'],
+  ['new_title', 'text'],
+] as const
+
+function params(p: Pending): unknown[] {
   const m = p.input
-  return sql`(${p.messageId}::text, ${p.tenantId}::text, ${p.conversationId}::text, ${m.userId}::text, ${m.role}::text, ${m.content ?? ''}::text, ${m.modality ?? 'text'}::text, ${m.status ?? 'completed'}::text, ${json(m.references)}::jsonb, ${json(m.usage)}::jsonb, ${m.ttftMs ?? null}::integer, ${m.durationMs ?? null}::integer, ${m.requestId ?? null}::text, ${p.createdAt.toISOString()}::timestamptz, ${p.newConversation ? p.newConversation.title : null}::text)`
+  return [
+    p.messageId,
+    p.tenantId,
+    p.conversationId,
+    m.userId,
+    m.role,
+    m.content ?? '',
+    m.modality ?? 'text',
+    m.status ?? 'completed',
+    json(m.references),
+    json(m.usage),
+    m.ttftMs ?? null,
+    m.durationMs ?? null,
+    m.requestId ?? null,
+    p.createdAt.toISOString(),
+    p.newConversation ? p.newConversation.title : null,
+  ]
 }
 
-function statement(batch: Pending[]): SQL {
-  return sql`
-    with v (id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at, new_title) as (
-      values ${sql.join(batch.map(row), sql`, `)}
-    ),
+const statements = new Map<number, string>()
+
+/** the statement for `rows` messages (built once per size) */
+function statement(rows: number): string {
+  let text = statements.get(rows)
+  if (text) return text
+  const values = Array.from({ length: rows }, (_, r) => `(${COLUMNS.map(([, type], c) => `$${r * COLUMNS.length + c + 1}::${type}`).join(', ')})`)
+  text = `
+    with v (${COLUMNS.map(([name]) => name).join(', ')}) as (values ${values.join(', ')}),
     news as (select distinct tenant_id, conversation_id from v where new_title is not null),
     created as (
       insert into conversations (id, tenant_id, user_id, title, created_at, updated_at, last_message_at, message_count)
@@ -67,9 +105,11 @@ function statement(batch: Pending[]): SQL {
     from v
     where (tenant_id, conversation_id) in (select tenant_id, id from created union all select tenant_id, id from bumped)
     returning id`
+  if (statements.size < 64) statements.set(rows, text)
+  return text
 }
 
-export function createMessageWriter({ db }: { db: Database }) {
+export function createMessageWriter({ db }: { db: DatabaseHandle }) {
   let queue: Pending[] = []
   let writing = false
 
@@ -80,7 +120,8 @@ export function createMessageWriter({ db }: { db: Database }) {
         const batch = queue.slice(0, MAX_BATCH)
         queue = queue.slice(batch.length)
         try {
-          const stored = new Set(rowsOf<{ id: string }>(await db.execute(statement(batch))).map((r) => r.id))
+          const rows = await rawQuery<{ id: string }>(db, statement(batch.length), batch.flatMap(params))
+          const stored = new Set(rows.map((r) => r.id))
           for (const p of batch) stored.has(p.messageId) ? p.resolve() : p.reject(conversationErrors.notFound())
         } catch (err) {
           for (const p of batch) p.reject(err)
