@@ -47,6 +47,7 @@ function userView(u: { id: string; email: string; username: string; tenantId: st
 }
 
 export function createAuthService({ db, tokens, revocation, identity, limiter, audit }: AuthServiceDeps) {
+  const grantsOf = new WeakMap<object, string[]>()
   async function issuePair(
     user: { id: string; username: string; tenantId: string; roles: readonly string[] },
     sessionId: string,
@@ -193,10 +194,13 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
     async me(principal: Principal) {
       const [user, tenant] = await Promise.all([identity.user(principal.userId), identity.tenant(principal.tenantId)])
       if (!user || !tenant) throw authErrors.userNotFound()
+      // the grants are a pure function of the subject, which is one object per identity-cache entry
+      let permissions = grantsOf.get(principal.subject)
+      if (!permissions) grantsOf.set(principal.subject, (permissions = effectiveGrants(principal.subject)))
       return {
         user: { ...userView(user), status: user.status },
         tenant: { id: tenant.id, name: tenant.name, status: tenant.status },
-        permissions: effectiveGrants(principal.subject),
+        permissions,
       }
     },
   }
