@@ -26,7 +26,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true })
 
 /** A line that is only spaces, tabs or CR (JSON whitespace) is blank. Lines are short; this stays cheap. */
 function isBlank(text: string): boolean {
-  return text.trim() === ''
+  return text.charCodeAt(0) !== 0x7b /* { */ && text.trim() === ''
 }
 
 function parseLine(bytes: Uint8Array, lineNumber: number): NdjsonItem | undefined {

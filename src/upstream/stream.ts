@@ -73,6 +73,21 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
     timer = setTimeout(() => ctrl.abort(new UpstreamError('ALGO_TIMEOUT', message, { upstream: u.url })), ms)
   }
 
+  /**
+   * Idle timeout without a timer per line: only the upstream's silence counts, so the relay notes when it
+   * starts waiting for a line (-1 while the caller holds one), and the one timer, when it fires, re-arms for
+   * whatever part of the timeout has not passed in silence yet.
+   */
+  let waitingSince = -1
+  function armIdle(delay: number) {
+    timer = setTimeout(() => {
+      if (waitingSince < 0) return armIdle(s.idleTimeoutMs)
+      const silent = performance.now() - waitingSince
+      if (silent + 1 < s.idleTimeoutMs) return armIdle(s.idleTimeoutMs - silent)
+      ctrl.abort(new UpstreamError('ALGO_TIMEOUT', `algorithm service silent for ${s.idleTimeoutMs} ms`, { upstream: u.url }))
+    }, delay)
+  }
+
   if (req.signal.aborted) ctrl.abort(req.signal.reason)
   arm(s.firstByteTimeoutMs, `no answer from the algorithm service within ${s.firstByteTimeoutMs} ms`)
 
@@ -127,12 +142,12 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
       // cancel() may come before the caller ever reads: nothing more is handed out after it.
       if (signal.aborted) throw signal.reason
       yield first.value
+      armIdle(s.idleTimeoutMs)
       while (true) {
         if (signal.aborted) throw signal.reason
-        // Only the upstream's silence counts: the timer runs while waiting for it, not while the caller is busy.
-        arm(s.idleTimeoutMs, `algorithm service silent for ${s.idleTimeoutMs} ms`)
+        waitingSince = performance.now()
         const next = await lines.next()
-        clearTimeout(timer)
+        waitingSince = -1
         if (next.done) {
           u.breaker.success()
           return void (ended = true)
