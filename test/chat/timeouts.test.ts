@@ -36,3 +36,28 @@ test('a line over 1 MiB → error STREAM_ERROR', async () => {
   expect(await endingOf('big [[sim chunks=3 fail_after=2 mode=oversized_line]]')).toEqual({ names: ['error', 'stream_end'], code: 'STREAM_ERROR' })
   await eventually(() => gw.deps.simulator!.stats.queriesOpen === 0)
 })
+
+test('no total timeout: an answer lasting 4× the idle timeout, with lines in between, completes', async () => {
+  const started = performance.now()
+  const events = await new SseReader(await fetch(`${base}/api/v2/chat/stream`, chatRequest(user, { message: 'long [[sim chunks=60 delay_ms=20]]' }))).rest()
+  expect(performance.now() - started).toBeGreaterThan(1200)
+  expect(events.filter((e) => e.event === 'generation_chunk')).toHaveLength(60)
+  expect(events.at(-1)!.event).toBe('stream_end')
+})
+
+test('bytes flow before the first upstream line: stream_start, then pings while the upstream thinks', async () => {
+  const { gw: patient, base: patientBase } = await listeningGateway({ ALGO_FIRST_BYTE_TIMEOUT_MS: '5000', CHAT_PING_INTERVAL_MS: '100' })
+  try {
+    const who = await chatUser(patient)
+    const reader = new SseReader(await fetch(`${patientBase}/api/v2/chat/stream`, chatRequest(who, { message: 'think [[sim first_byte_delay_ms=600 chunks=1]]' })))
+    const first = await reader.next()
+    expect(first?.event).toBe('stream_start')
+    const second = await reader.next()
+    expect(second?.comment).toBe('ping')
+    const rest = await reader.rest()
+    expect(rest.filter((e) => e.event).at(-1)!.event).toBe('stream_end')
+  } finally {
+    await patient.app.stop(true)
+    await patient.close()
+  }
+})
