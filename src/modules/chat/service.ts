@@ -53,6 +53,9 @@ export class StreamStop extends Error {
   }
 }
 
+/** the abort reason of a run that already ended (one shared instance: nothing reads it) */
+const RUN_OVER = new StreamStop('client_disconnected')
+
 export const chatErrors = {
   streamNotFound: () => new AppError(404, 'STREAM_NOT_FOUND', 'No such stream'),
   requestIdInUse: () => new AppError(409, 'IDEMPOTENCY_CONFLICT', 'request_id is already used by another request'),
@@ -323,6 +326,8 @@ export function createChatService(deps: ChatServiceDeps) {
     let upstreamStream: UpstreamStream | undefined
     let upstreamUrl: string | undefined
     let upstreamOutcome = 'cancelled'
+    /** the upstream sent its last line: nothing of it is left open */
+    let upstreamFinished = false
     let questionStored = false
 
     /** stores the assistant's message once, with exactly the text of the events sent */
@@ -421,6 +426,7 @@ export function createChatService(deps: ChatServiceDeps) {
         line.timestamp = unixSeconds()
         emit(name, line)
       }
+      upstreamFinished = true
       upstreamOutcome = failed ? 'failed' : 'completed'
       ending = failed ? 'upstream_error' : 'completed'
       await persist(failed ? 'failed' : 'completed')
@@ -446,8 +452,10 @@ export function createChatService(deps: ChatServiceDeps) {
       clearInterval(ticker)
       clearTimeout(run.graceTimer)
       clearTimeout(run.flushTimer)
-      if (!signal.aborted) run.ctrl.abort(new StreamStop('client_disconnected'))
-      upstreamStream?.cancel('stream ended')
+      // whatever is still pending upstream (a call answered late) must not outlive the run; a clean end has
+      // nothing left to close, and creating an error per stream (stack capture) is not free
+      if (!signal.aborted) run.ctrl.abort(RUN_OVER)
+      if (!upstreamFinished) upstreamStream?.cancel('stream ended')
       unregister()
       metrics?.chatStreamsActive.dec()
       metrics?.chatStreamEndings.inc({ reason: ending })
