@@ -9,7 +9,7 @@
  */
 import { Elysia } from 'elysia'
 import { metaOf } from '../http/errors-plugin'
-import type { Logger } from './logger'
+import { createAccessLogger, type Logger } from './logger'
 import type { Metrics } from './metrics'
 
 /** Paths polled by probes and scrapers: logged at debug so they do not drown the access log. */
@@ -17,8 +17,10 @@ const QUIET_ROUTES = new Set(['/health', '/ready', '/metrics'])
 
 export type RecordRequest = (request: Request, route: string | undefined, status: number) => void
 
-export function createRequestRecorder({ logger, metrics }: { logger: Logger; metrics: Metrics }): RecordRequest {
+export function createRequestRecorder({ logger: appLogger, metrics }: { logger: Logger; metrics: Metrics }): RecordRequest {
   const count = createMetricChildren(metrics)
+  // fixed fields only (request id, method, route template, status, duration): nothing to redact
+  const logger = createAccessLogger(appLogger)
   return function recordRequest(request, route, status) {
     const meta = metaOf(request)
     if (meta.recorded) return

@@ -71,6 +71,31 @@ export function createMetrics() {
       help: 'Upstream NDJSON lines skipped as invalid',
       registers: [registry],
     }),
+    voiceFramesRelayed: new Counter({
+      name: 'voice_frames_relayed_total',
+      help: 'Voice frames relayed, by direction (upstream: client audio to the algorithm service; downstream: its events to the client)',
+      labelNames: ['direction'] as const,
+      registers: [registry],
+    }),
+    voiceFramesDropped: new Counter({
+      name: 'voice_frames_dropped_total',
+      help: 'Voice audio frames dropped because the receiving side was too slow, by direction',
+      labelNames: ['direction'] as const,
+      registers: [registry],
+    }),
+    voiceRelayLatency: new Histogram({
+      name: 'voice_relay_latency_seconds',
+      help: 'Time a voice frame spent in the gateway, from receipt to its hand-off to the other socket',
+      labelNames: ['direction'] as const,
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+      registers: [registry],
+    }),
+    voiceSessionEndings: new Counter({
+      name: 'voice_session_endings_total',
+      help: 'Voice sessions ended, by reason (client_ended, client_disconnected, idle, shutdown, token_revoked, deleted, upstream_error)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     dependencyUp: new Gauge({
       name: 'gateway_dependency_up',
       help: 'Last readiness result per dependency (1 up, 0 down)',
