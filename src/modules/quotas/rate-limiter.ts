@@ -140,10 +140,20 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     }
   }
 
+  /** the current window's store key per rule, built once per window (keys encode their parts) */
+  const windowKeys = new Map<string, { start: number; key: string }>()
+
   function windowOf(rule: RateRule): Window {
     const now = clock()
     const start = Math.floor(now / rule.windowMs) * rule.windowMs
-    return { key: keys.rateLimit(rule.scope, rule.id, start), end: start + rule.windowMs, now }
+    const id = `${rule.scope}\u0000${rule.id}`
+    let known = windowKeys.get(id)
+    if (known?.start !== start) {
+      if (windowKeys.size >= 50_000) windowKeys.clear()
+      known = { start, key: keys.rateLimit(rule.scope, rule.id, start) }
+      windowKeys.set(id, known)
+    }
+    return { key: known.key, end: start + rule.windowMs, now }
   }
 
   function localLimit(limit: number): number {
