@@ -136,19 +136,52 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     if (state === 'revoked') throw authErrors.tokenRevoked()
   }
 
+  /**
+   * A token's last resolution: while its identity-cache entries are the very same objects (an invalidation or
+   * expiry replaces them), the mirror answers the revocation check at once and the caller acts in their own
+   * tenant, the principal is the one computed then — every check of the seed's order still holds for it.
+   */
+  interface Resolved {
+    claims: AccessClaims
+    user: IdentityUser
+    tenant: IdentityTenant
+    principal: Principal
+  }
+  const resolved = new Map<string, Resolved>()
+
+  function fromResolved(hit: Resolved, headers: Headers, onIdentified?: OnIdentified): Promise<Principal> | undefined {
+    const { claims } = hit
+    if (claims.exp <= Date.now() / 1000) return undefined
+    const tenantHeader = headers.get('x-tenant-id')
+    if (tenantHeader !== null && tenantHeader !== hit.user.tenantId) return undefined
+    if (identity.peekUser(claims.user_id) !== hit.user || identity.peekTenant(hit.user.tenantId) !== hit.tenant) return undefined
+    const state = revocation.checkLocal(claims.jti, claims.tenant_id, claims.session_id || undefined)
+    if (state === undefined) return undefined
+    if (state === 'revoked') return Promise.reject(authErrors.tokenRevoked())
+    return onIdentified ? onIdentified({ userId: claims.user_id, tenantId: claims.tenant_id }).then(() => hit.principal) : Promise.resolve(hit.principal)
+  }
+
   async function fromJwt(token: string, headers: Headers, onIdentified?: OnIdentified): Promise<Principal> {
+    const hit = resolved.get(token)
+    const fast = hit && fromResolved(hit, headers, onIdentified)
+    if (fast) return fast
     const claims = await verify(token)
     const alongside = settle(onIdentified?.({ userId: claims.user_id, tenantId: claims.tenant_id }))
     await notRevoked({ jti: claims.jti, tenantId: claims.tenant_id, sessionId: claims.session_id || undefined })
     const [user, tenant] = await activeUserAndTenant(claims.user_id, claims.tenant_id)
     await alongside.then(rethrow)
-    return principalOf(user, tenant, headers, {
+    const principal = await principalOf(user, tenant, headers, {
       kind: 'user',
       sessionId: claims.session_id || undefined,
       jti: claims.jti,
       expiresAt: claims.exp,
       isSuperAdmin: user.roles.includes('super_admin'),
     })
+    if (principal.tenantId === user.tenantId) {
+      if (resolved.size >= VERIFIED_CACHE_MAX) resolved.delete(resolved.keys().next().value as string)
+      resolved.set(token, { claims, user, tenant, principal })
+    }
+    return principal
   }
 
   async function fromApiKey(secret: string, headers: Headers, onIdentified?: OnIdentified): Promise<Principal> {

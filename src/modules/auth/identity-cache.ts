@@ -36,6 +36,9 @@ interface Entry<T> {
 export interface IdentityCache {
   user(id: string): Promise<IdentityUser | null>
   tenant(id: string): Promise<IdentityTenant | null>
+  /** the cached entry if it is fresh, without loading (undefined: not cached or stale) */
+  peekUser(id: string): IdentityUser | null | undefined
+  peekTenant(id: string): IdentityTenant | null | undefined
 }
 
 export function createIdentityCache({
@@ -85,7 +88,14 @@ export function createIdentityCache({
     return promise
   }
 
+  function peek<T>(entries: Map<string, Entry<T>>, id: string): T | null | undefined {
+    const entry = entries.get(id)
+    return entry && performance.now() - entry.at < ttlMs ? entry.value : undefined
+  }
+
   return {
+    peekUser: (id) => peek(userEntries, id),
+    peekTenant: (id) => peek(tenantEntries, id),
     user: (id) =>
       cached(userEntries, 'user', id, async () => {
         const [row] = await db

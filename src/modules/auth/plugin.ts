@@ -42,6 +42,16 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
     Object.assign(set.headers, headers)
   }
 
+  // A route permission's decision depends on the subject alone, which is one object per identity-cache entry.
+  const decisions = new WeakMap<object, Map<string, boolean>>()
+  function allowed(subject: Principal['subject'], permission: string): boolean {
+    let known = decisions.get(subject)
+    if (!known) decisions.set(subject, (known = new Map()))
+    let answer = known.get(permission)
+    if (answer === undefined) known.set(permission, (answer = decide(subject, permission).allowed))
+    return answer
+  }
+
   // Filled by the transform step, read by resolve: authentication runs in `transform` so that it comes
   // before body validation — an unauthenticated caller learns nothing about a route's schema.
   const principals = new WeakMap<Request, Principal>()
@@ -50,7 +60,7 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
     let principal: Principal
     try {
       principal = await authenticate(request, (who) => rateLimit(who, set))
-      if (required !== true && !decide(principal.subject, required).allowed) {
+      if (required !== true && !allowed(principal.subject, required)) {
         throw authErrors.permissionDenied(required)
       }
     } catch (err) {

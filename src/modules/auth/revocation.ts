@@ -19,6 +19,8 @@ import type { InvalidationBus } from './invalidation'
 export interface Revocation {
   /** 'revoked' when the token or its login session was revoked; throws StoreUnavailableError */
   check(token: { jti: string; tenantId: string; sessionId?: string }): Promise<'ok' | 'revoked'>
+  /** the mirror's answer without waiting, or undefined when the mirror is not trusted now (use check) */
+  checkLocal(jti: string, tenantId: string, sessionId?: string): 'ok' | 'revoked' | undefined
   /** durable, shared, and announced to every instance */
   revokeToken(t: { jti: string; tenantId: string; userId: string; expiresAt: number; reason: string }): Promise<void>
   /** revokes a login session and with it every token issued from it */
@@ -185,6 +187,10 @@ export function createRevocation({ db, store, logger, bus, accessTtlS = 3600 }: 
   return {
     async check({ jti, tenantId, sessionId }) {
       return trusted() ? fromMirror(jti, tenantId, sessionId) : fromStore(jti, tenantId, sessionId)
+    },
+
+    checkLocal(jti, tenantId, sessionId) {
+      return trusted() ? fromMirror(jti, tenantId, sessionId) : undefined
     },
 
     async revokeToken({ jti, tenantId, userId, expiresAt, reason }) {
