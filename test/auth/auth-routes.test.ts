@@ -286,6 +286,22 @@ describe('tenancy', () => {
     expect(((await across.json()) as { code: string }).code).toBe('TENANT_MISMATCH')
   })
 
+  test('one token, alternating X-Tenant-ID: each request acts where it says (no principal reused across tenants)', async () => {
+    const admin = await makeUser(gw, { tenantId: 'default', roles: ['super_admin'] })
+    const plain = await makeUser(gw, { tenantId: 'default' })
+    const tenantOf = async (headers: Record<string, string>) => {
+      const res = await gw.request('/api/v2/auth/me', { headers })
+      return res.status === 200 ? ((await res.json()) as { tenant: { id: string } }).tenant.id : res.status
+    }
+    for (let i = 0; i < 2; i++) {
+      expect(await tenantOf(admin.auth)).toBe('default')
+      expect(await tenantOf({ ...admin.auth, 'x-tenant-id': tenantId })).toBe(tenantId)
+      // a plain user resolved once without the header is still refused with it
+      expect(await tenantOf(plain.auth)).toBe('default')
+      expect(await tenantOf({ ...plain.auth, 'x-tenant-id': tenantId })).toBe(403)
+    }
+  })
+
   test('a user naming their own tenant in X-Tenant-ID is fine', async () => {
     const user = await makeUser(gw, { tenantId })
     expect((await gw.request('/api/v2/auth/me', { headers: { ...user.auth, 'x-tenant-id': tenantId } })).status).toBe(200)
