@@ -66,6 +66,13 @@ export const keys = {
   chatEvents: (tenantId: string, requestId: string) => tenantKey(tenantId, 'chat', requestId, 'events'),
 
   /**
+   * A user's running chat streams on any instance (a set of `<request_id>|<expiry epoch ms>`), for the
+   * concurrent_streams_per_user quota; members past their expiry (a crashed holder's) are ignored and removed.
+   * TTL: 120 s, refreshed whenever a member is added.
+   */
+  chatLive: (tenantId: string, userId: string) => tenantKey(tenantId, 'chat', 'live', userId),
+
+  /**
    * A chat stream's owner, body hash and state, claimed with set(onlyIfAbsent) for idempotency.
    * TTL: 60 s while live, refreshed by the holder; CHAT_REPLAY_TTL_S after the stream ended.
    */

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { TestApp } from '../helpers/app'
-import { makeUser, type TestUser } from '../helpers/identity'
+import { makeTenant, makeUser, type TestUser } from '../helpers/identity'
 import { ci, createThrowawayDatabase, hasPostgres, hasRedis, redisUrl } from '../helpers/services'
 import { chatRequest, chatUser, eventually, listeningGateway, SseReader, type SseEvent } from './helpers'
 
@@ -117,6 +117,20 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
     expect(open()).toBe(1)
     again.abort()
     await eventually(() => open() === 0, 4000)
+  })
+
+  test('concurrent_streams_per_user counts streams on every instance', async () => {
+    const tenantId = await makeTenant(a.gw, { quotas: { concurrent_streams_per_user: 1 } })
+    const who = await makeUser(a.gw, { tenantId })
+    const reader = new SseReader(await post(a, { message: 'one [[sim chunks=30 delay_ms=20]]' }, who))
+    await reader.until('generation_chunk')
+    const refused = await post(b, { message: 'two' }, who)
+    expect(refused.status).toBe(429)
+    expect(await refused.json()).toMatchObject({ code: 'QUOTA_EXCEEDED' })
+    await reader.rest()
+    const res = await post(b, { message: 'now [[sim chunks=1]]' }, who)
+    expect(res.status).toBe(200)
+    await new SseReader(res).rest()
   })
 
   test("another user's or another tenant's stream: cancel and resume through B are 404, the stream untouched", async () => {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { TestApp } from '../helpers/app'
-import { makeUser, type TestUser } from '../helpers/identity'
+import { makeTenant, makeUser, type TestUser } from '../helpers/identity'
 import { chatRequest, chatUser, eventually, listeningGateway, SseReader, type SseEvent } from './helpers'
 
 let gw: TestApp
@@ -144,6 +144,29 @@ describe('resume', () => {
     expect((await fetch(`${base}/api/v2/chat/cancel`, chatRequest(other, { request_id: id }))).status).toBe(404)
     const colleague = await makeUser(gw, { tenantId: user.tenantId })
     expect((await resume(id, { who: colleague })).status).toBe(404)
+  })
+})
+
+describe('concurrent_streams_per_user', () => {
+  test('past the quota: 429 QUOTA_EXCEEDED with Retry-After before any byte; a re-POST attaches without counting; room again once one ends', async () => {
+    const tenantId = await makeTenant(gw, { quotas: { concurrent_streams_per_user: 2 } })
+    const who = await makeUser(gw, { tenantId })
+    const ids = [rid(), rid()]
+    const readers = await Promise.all(ids.map(async (id) => new SseReader(await post({ message: 'long [[sim chunks=40 delay_ms=20]]', request_id: id }, who))))
+    await Promise.all(readers.map((r) => r.until('generation_chunk')))
+    const third = await post({ message: 'one more' }, who)
+    expect(third.status).toBe(429)
+    expect(third.headers.get('retry-after')).toBe('1')
+    expect(await third.json()).toMatchObject({ code: 'QUOTA_EXCEEDED', details: { quota: 'concurrent_streams_per_user', limit: 2 } })
+    // attaching to a running stream is not another stream
+    const again = new SseReader(await post({ message: 'long [[sim chunks=40 delay_ms=20]]', request_id: ids[0] }, who))
+    expect((await again.until('stream_start')).data!.request_id).toBe(ids[0])
+    // another user of the tenant has their own count
+    expect((await post({ message: 'mine [[sim chunks=1]]' }, await makeUser(gw, { tenantId }))).status).toBe(200)
+    await Promise.all([...readers, again].map((r) => r.rest()))
+    const later = await post({ message: 'now [[sim chunks=1]]' }, who)
+    expect(later.status).toBe(200)
+    await new SseReader(later).rest()
   })
 })
 

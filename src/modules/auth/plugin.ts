@@ -16,7 +16,8 @@ import type { Principal } from './principal'
 /** Tokens with less than this left get X-Token-Refresh-Required (seed: 15 minutes). */
 const REFRESH_HINT_S = 15 * 60
 
-export const QUOTA_DEFAULTS = { requests_per_minute_per_user: 120, requests_per_minute: 6000 }
+/** contract §7: the quotas a tenant has when its `quotas` object does not say */
+export const QUOTA_DEFAULTS = { requests_per_minute_per_user: 120, requests_per_minute: 6000, concurrent_streams_per_user: 4 }
 
 export interface AuthPluginDeps {
   authenticate: Authenticate

@@ -5,7 +5,7 @@
 import { Elysia, t } from 'elysia'
 import { AppError } from '../../errors'
 import type { Deps } from '../../deps'
-import type { AuthPlugin } from '../auth/plugin'
+import { type AuthPlugin, QUOTA_DEFAULTS } from '../auth/plugin'
 import { createConversationService } from '../conversations/service'
 import { createMessageWriter } from '../conversations/writer'
 import { CancelBody, CancelResponse, ChatStreamBody, errors, RequestId } from './model'
@@ -93,6 +93,7 @@ export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 
     pingIntervalMs: deps.config.chatPingIntervalMs,
     graceMs: deps.config.chatDisconnectGraceMs,
     replayTtlMs: deps.config.chatReplayTtlMs,
+    streamLimit: async (caller) => (await deps.identity.identity.tenant(caller.tenantId))?.quotas.concurrent_streams_per_user ?? QUOTA_DEFAULTS.concurrent_streams_per_user,
   })
   deps.lifecycle.onShutdown((deadline) => chat.shutdown(deadline))
   return chatRoutes({ auth, chat })

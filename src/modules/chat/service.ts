@@ -40,6 +40,8 @@ const CLAIM_REFRESH_MS = 20_000
 const LIVE_LOG_TTL_MS = 3_600_000
 /** how long the holder batches events before writing them to the store */
 const FLUSH_MS = 25
+/** a running stream's entry in its user's live set expires unless refreshed (a crashed holder's ages out) */
+const LIVE_ENTRY_TTL_MS = 60_000
 /** a follower checks the holder is still there when it has heard nothing for this long */
 const FOLLOWER_CHECK_MS = 15_000
 
@@ -59,6 +61,8 @@ const RUN_OVER = new StreamStop('client_disconnected')
 export const chatErrors = {
   streamNotFound: () => new AppError(404, 'STREAM_NOT_FOUND', 'No such stream'),
   requestIdInUse: () => new AppError(409, 'IDEMPOTENCY_CONFLICT', 'request_id is already used by another request'),
+  tooManyStreams: (limit: number) =>
+    new AppError(429, 'QUOTA_EXCEEDED', `At most ${limit} chat streams at a time`, { quota: 'concurrent_streams_per_user', limit, retry_after_s: 1 }, { headers: { 'Retry-After': '1' } }),
   unavailable: (cause: unknown) => new AppError(503, 'SERVICE_UNAVAILABLE', 'Chat streams are unavailable right now', undefined, { cause }),
 }
 
@@ -84,6 +88,8 @@ export interface ChatServiceDeps {
   graceMs?: number
   /** how long a finished stream can be replayed. @default 300000 */
   replayTtlMs?: number
+  /** the caller's concurrent_streams_per_user quota (0 = unlimited). @default 4 */
+  streamLimit?: (caller: Principal) => Promise<number>
   /** @default Date.now */
   now?: () => number
 }
@@ -117,6 +123,8 @@ class Run extends EventFeed {
   flushing: Promise<void> = Promise.resolve()
   /** settles when the run has ended and its ending is stored */
   done!: Promise<void>
+  /** its member in the user's live set (concurrent_streams_per_user) */
+  liveMember = ''
   constructor(
     readonly tenantId: string,
     readonly userId: string,
@@ -158,6 +166,7 @@ export function createChatService(deps: ChatServiceDeps) {
   const graceMs = deps.graceMs ?? 15_000
   const replayTtlMs = deps.replayTtlMs ?? 300_000
   const now = deps.now ?? Date.now
+  const streamLimit = deps.streamLimit ?? (async () => 4)
   /** other instances exist only behind a shared store */
   const shared = store.kind !== 'memory'
   /** runs on this instance by tenant and request id: live ones, and (in-process store) ended ones for replay */
@@ -260,6 +269,47 @@ export function createChatService(deps: ChatServiceDeps) {
     }
   }
 
+  // ---- concurrent_streams_per_user, across instances: a set per user of `<request_id>|<expiry>`
+
+  const liveUntil = (member: string) => Number(member.slice(member.lastIndexOf('|') + 1))
+
+  /** adds the run to its user's live set; refuses (429) past the caller's quota */
+  async function admitConcurrent(run: Run, caller: Principal): Promise<void> {
+    const limit = await streamLimit(caller)
+    if (limit === 0) return
+    const key = keys.chatLive(run.tenantId, run.userId)
+    run.liveMember = `${run.requestId}|${now() + LIVE_ENTRY_TTL_MS}`
+    await store.sAdd(key, [run.liveMember], LIVE_ENTRY_TTL_MS * 2)
+    const members = await store.sMembers(key)
+    const at = now()
+    const stale = members.filter((m) => liveUntil(m) <= at)
+    if (stale.length > 0) void store.sRem(key, stale).catch(() => {})
+    if (members.length - stale.length > limit) {
+      await releaseConcurrent(run)
+      throw chatErrors.tooManyStreams(limit)
+    }
+  }
+
+  function refreshConcurrent(run: Run): void {
+    if (!run.liveMember) return
+    const key = keys.chatLive(run.tenantId, run.userId)
+    const old = run.liveMember
+    run.liveMember = `${run.requestId}|${now() + LIVE_ENTRY_TTL_MS}`
+    void store
+      .sAdd(key, [run.liveMember], LIVE_ENTRY_TTL_MS * 2)
+      .then(() => store.sRem(key, [old]))
+      .catch((err: unknown) => logger.warn({ err, request_id: run.requestId }, 'could not refresh a live chat stream entry'))
+  }
+
+  async function releaseConcurrent(run: Run): Promise<void> {
+    if (!run.liveMember) return
+    const member = run.liveMember
+    run.liveMember = ''
+    await store.sRem(keys.chatLive(run.tenantId, run.userId), [member]).catch((err: unknown) => {
+      logger.warn({ err, request_id: run.requestId }, 'could not remove a live chat stream entry')
+    })
+  }
+
   // ---- running a stream
 
   interface Prepared {
@@ -303,9 +353,10 @@ export function createChatService(deps: ChatServiceDeps) {
         lastSentAt = now()
         run.ping()
       }
-      if (shared && now() - claimRefreshedAt >= CLAIM_REFRESH_MS) {
+      if (now() - claimRefreshedAt >= CLAIM_REFRESH_MS) {
         claimRefreshedAt = now()
-        void writeClaim(run, 'live', LIVE_CLAIM_TTL_MS)
+        if (shared) void writeClaim(run, 'live', LIVE_CLAIM_TTL_MS)
+        refreshConcurrent(run)
       }
     }, tickMs)
 
@@ -470,6 +521,7 @@ export function createChatService(deps: ChatServiceDeps) {
 
   /** after the end: the replay log and the claim live on for the replay TTL */
   async function retire(run: Run): Promise<void> {
+    await releaseConcurrent(run)
     const key = runKey(run.tenantId, run.requestId)
     if (shared) {
       await flush(run, replayTtlMs)
@@ -618,9 +670,11 @@ export function createChatService(deps: ChatServiceDeps) {
         }
         let prepared: Prepared
         try {
+          await guard(admitConcurrent(run, caller))
           prepared = await prepare(caller, body)
         } catch (err) {
           runs.delete(key)
+          await releaseConcurrent(run)
           await store.del(keys.chatStream(caller.tenantId, requestId)).catch(() => {})
           throw err
         }
