@@ -153,6 +153,11 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
       return [...(typed(key, isSet)?.value ?? [])]
     },
 
+    async sCard(key) {
+      open('sCard')
+      return typed(key, isSet)?.value.size ?? 0
+    },
+
     async rPush(key, values, ttlMs) {
       open('rPush')
       const ttl = checkTtl(ttlMs)

@@ -256,6 +256,8 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
 
     sMembers: (key) => run('sMembers', () => client.sMembers(key)),
 
+    sCard: (key) => run('sCard', () => client.sCard(key)),
+
     async rPush(key, values, ttlMs) {
       const ttl = checkTtl(ttlMs)
       if (values.length === 0) return run('rPush', () => client.lLen(key))

@@ -34,6 +34,8 @@ export interface Store {
   /** returns how many were removed; an emptied set disappears */
   sRem(key: string, members: string[]): Promise<number>
   sMembers(key: string): Promise<string[]>
+  /** how many members (0 for a missing key) */
+  sCard(key: string): Promise<number>
   /** appends; sets/refreshes the TTL when given; returns the new length */
   rPush(key: string, values: string[], ttlMs?: number): Promise<number>
   /** inclusive range, negative indexes count from the end (as in Redis) */

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { TestApp } from '../helpers/app'
 import { makeTenant, makeUser, type TestUser } from '../helpers/identity'
+import { keys } from '../../src/store'
 import { chatRequest, chatUser, eventually, listeningGateway, SseReader, type SseEvent } from './helpers'
 
 let gw: TestApp
@@ -167,6 +168,18 @@ describe('concurrent_streams_per_user', () => {
     const later = await post({ message: 'now [[sim chunks=1]]' }, who)
     expect(later.status).toBe(200)
     await new SseReader(later).rest()
+  })
+})
+
+describe('concurrent_streams_per_user after a crash', () => {
+  test("a crashed holder's entry (past its expiry) does not count", async () => {
+    const tenantId = await makeTenant(gw, { quotas: { concurrent_streams_per_user: 1 } })
+    const who = await makeUser(gw, { tenantId })
+    await gw.deps.store.sAdd(keys.chatLive(tenantId, who.id), [`req-dead|${Date.now() - 1000}`], 60_000)
+    const res = await post({ message: 'alive [[sim chunks=1]]' }, who)
+    expect(res.status).toBe(200)
+    await new SseReader(res).rest()
+    expect(await gw.deps.store.sMembers(keys.chatLive(tenantId, who.id))).toEqual([])
   })
 })
 

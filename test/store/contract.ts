@@ -130,11 +130,13 @@ export function storeContract(name: string, createStore: () => Promise<Store>): 
         expect(await store.sAdd(key, ['a', 'b'])).toBe(2)
         expect(await store.sAdd(key, ['b', 'c'])).toBe(1)
         expect((await store.sMembers(key)).sort()).toEqual(['a', 'b', 'c'])
+        expect(await store.sCard(key)).toBe(3)
         expect(await store.sRem(key, ['a', 'zzz'])).toBe(1)
         expect((await store.sMembers(key)).sort()).toEqual(['b', 'c'])
         expect(await store.sRem(key, ['b', 'c'])).toBe(2)
         expect(await store.exists(key)).toBe(false)
         expect(await store.sMembers(key)).toEqual([])
+        expect(await store.sCard(key)).toBe(0)
         expect(await store.sAdd(key, [])).toBe(0)
       })
 

@@ -280,11 +280,15 @@ export function createChatService(deps: ChatServiceDeps) {
     const key = keys.chatLive(run.tenantId, run.userId)
     run.liveMember = `${run.requestId}|${now() + LIVE_ENTRY_TTL_MS}`
     await store.sAdd(key, [run.liveMember], LIVE_ENTRY_TTL_MS * 2)
-    const members = await store.sMembers(key)
-    const at = now()
-    const stale = members.filter((m) => liveUntil(m) <= at)
-    if (stale.length > 0) void store.sRem(key, stale).catch(() => {})
-    if (members.length - stale.length > limit) {
+    let count = await store.sCard(key)
+    if (count > limit) {
+      // over: first drop the entries of holders that stopped refreshing them (crashed instances)
+      const at = now()
+      const stale = (await store.sMembers(key)).filter((m) => liveUntil(m) <= at)
+      if (stale.length > 0) await store.sRem(key, stale)
+      count -= stale.length
+    }
+    if (count > limit) {
       await releaseConcurrent(run)
       throw chatErrors.tooManyStreams(limit)
     }
