@@ -42,6 +42,8 @@ const LIVE_LOG_TTL_MS = 3_600_000
 const FLUSH_MS = 25
 /** a running stream's entry in its user's live set expires unless refreshed (a crashed holder's ages out) */
 const LIVE_ENTRY_TTL_MS = 60_000
+/** in-process replay logs kept at most (the oldest finished streams are forgotten first) */
+const REPLAY_MAX_BYTES = 256 * 1024 * 1024
 /** a follower checks the holder is still there when it has heard nothing for this long */
 const FOLLOWER_CHECK_MS = 15_000
 
@@ -173,6 +175,9 @@ export function createChatService(deps: ChatServiceDeps) {
   const runs = new Map<string, Run>()
   const runKey = (tenantId: string, requestId: string) => `${tenantId}\u0000${requestId}`
   let closing = false
+  /** ended runs kept for replay (in-process store only), oldest first */
+  const retained: Array<{ run: Run; bytes: number; until: number }> = []
+  let retainedBytes = 0
 
   // ---- control messages from other instances (cancel, watch, unwatch): acted on by the stream's holder
   const control = shared
@@ -534,11 +539,23 @@ export function createChatService(deps: ChatServiceDeps) {
       if (runs.get(key) === run) runs.delete(key)
       return
     }
+    // in process, the run is the replay log: kept for the replay TTL, the oldest dropped first past the byte cap
+    const bytes = run.events.reduce((n, e) => n + e.length, 0)
+    retained.push({ run, bytes, until: now() + replayTtlMs })
+    retainedBytes += bytes
+    while (retained.length > 0 && (retainedBytes > REPLAY_MAX_BYTES || retained[0]!.until <= now())) forget(retained.shift()!)
     setTimeout(() => {
-      if (runs.get(key) !== run) return
-      runs.delete(key)
-      void store.del(keys.chatStream(run.tenantId, run.requestId)).catch(() => {})
+      while (retained.length > 0 && retained[0]!.until <= now()) forget(retained.shift()!)
     }, replayTtlMs).unref()
+  }
+
+  function forget(entry: { run: Run; bytes: number }): void {
+    retainedBytes -= entry.bytes
+    const { run } = entry
+    const key = runKey(run.tenantId, run.requestId)
+    if (runs.get(key) !== run) return
+    runs.delete(key)
+    void store.del(keys.chatStream(run.tenantId, run.requestId)).catch(() => {})
   }
 
   // ---- following a stream held by another instance (or finished, from the store's log)
@@ -659,10 +676,12 @@ export function createChatService(deps: ChatServiceDeps) {
           claimed = await guard(store.set(keys.chatStream(caller.tenantId, requestId), JSON.stringify(claim), { ttlMs: LIVE_CLAIM_TTL_MS, onlyIfAbsent: true }))
         } catch (err) {
           runs.delete(key)
+          run.finish() // a re-POST that attached meanwhile gets an empty stream, not a hung one
           throw err
         }
         if (!claimed) {
           runs.delete(key)
+          run.finish()
           const held = await guard(readClaim(caller.tenantId, requestId))
           if (!held) {
             if (attempt < 2) continue // it expired between the two reads: claim again
@@ -678,6 +697,7 @@ export function createChatService(deps: ChatServiceDeps) {
           prepared = await prepare(caller, body)
         } catch (err) {
           runs.delete(key)
+          run.finish()
           await releaseConcurrent(run)
           await store.del(keys.chatStream(caller.tenantId, requestId)).catch(() => {})
           throw err
