@@ -13,6 +13,7 @@ import { authPlugin } from './modules/auth/plugin'
 import { chatModule } from './modules/chat'
 import { conversationsModule } from './modules/conversations'
 import { opsModule } from './modules/ops'
+import { voiceModule } from './modules/voice'
 import { createRequestRecorder, httpObservabilityPlugin } from './observability/http-plugin'
 
 export function createApp(deps: Deps) {
@@ -20,7 +21,21 @@ export function createApp(deps: Deps) {
   const recordRequest = createRequestRecorder({ logger, metrics })
   const { identity } = deps
   const auth = authPlugin({ authenticate: identity.authenticate, identity: identity.identity, limiter: identity.limiter, metrics })
-  const app = new Elysia({ name: 'voicehelper-gateway' })
+  const app = new Elysia({
+    name: 'voicehelper-gateway',
+    // Bun's WebSocket settings are server-wide (Elysia ignores them per route)
+    websocket: {
+      // contract §5: frames over 1 MiB close the socket (1009)
+      maxPayloadLength: 1024 * 1024,
+      // the voice session pings and closes idle sockets itself (4408); Bun's own timer is only a backstop
+      sendPings: false,
+      idleTimeout: Math.min(960, Math.max(120, Math.ceil(config.voice.idleTimeoutMs / 1000) + 30)),
+      // audio is dropped by the session past VOICE_MAX_BUFFERED_BYTES; past this, a client that reads nothing
+      // is closed instead of silently losing control messages (Bun's default drops them)
+      backpressureLimit: Math.max(16 * 1024 * 1024, 4 * config.voice.maxBufferedBytes),
+      closeOnBackpressureLimit: true,
+    },
+  })
   return app
     .use(errorsPlugin({ logger, bodyLimit: config.bodyLimitBytes, routes: () => app.routes, onErrorResponse: recordRequest }))
     .use(httpObservabilityPlugin(recordRequest))
@@ -52,6 +67,7 @@ export function createApp(deps: Deps) {
             { name: 'Admin', description: 'Tenants, users, roles, grants, audit log and stats' },
             { name: 'Conversations', description: 'Conversations and their messages (owner or shared access)' },
             { name: 'Chat', description: 'Streaming answers (SSE) and their cancellation' },
+            { name: 'Voice', description: 'Voice sessions (WebSocket), tickets, session list, observation' },
           ],
           components: {
             securitySchemes: {
@@ -67,6 +83,7 @@ export function createApp(deps: Deps) {
     .use(adminModule({ auth, deps }))
     .use(conversationsModule({ auth, deps }))
     .use(chatModule({ auth, deps }))
+    .use(voiceModule({ auth, deps }))
 }
 
 export type App = ReturnType<typeof createApp>

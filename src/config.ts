@@ -45,6 +45,13 @@ const EnvSchema = T.Object({
   CHAT_PING_INTERVAL_MS: T.Integer({ default: 15_000, minimum: 10, maximum: 120_000, description: 'SSE `: ping` period while the upstream is silent' }),
   CHAT_DISCONNECT_GRACE_S: T.Number({ default: 15, minimum: 0, maximum: 600, description: 'how long a stream nobody watches keeps running, waiting for a resume' }),
   CHAT_REPLAY_TTL_S: T.Integer({ default: 300, minimum: 1, maximum: 86_400, description: 'how long a finished stream can be replayed' }),
+  VOICE_ALLOWED_ORIGINS: T.Optional(T.String({ description: 'comma-separated Origin allowlist for voice WebSockets (default: CORS_ORIGINS)' })),
+  VOICE_MAX_SESSIONS_PER_USER: T.Integer({ default: 2, minimum: 0, maximum: 100_000, description: 'concurrent voice sessions per user unless the tenant quota says otherwise (0 = unlimited)' }),
+  VOICE_MAX_SESSIONS_PER_TENANT: T.Integer({ default: 50, minimum: 0, maximum: 1_000_000, description: 'concurrent voice sessions per tenant unless the tenant quota says otherwise (0 = unlimited)' }),
+  VOICE_MAX_BUFFERED_BYTES: T.Integer({ default: 256 * 1024, minimum: 1024, maximum: 64 * 1024 * 1024, description: 'per direction: past this, stale audio is dropped' }),
+  VOICE_PING_INTERVAL_MS: T.Integer({ default: 30_000, minimum: 10, maximum: 300_000, description: 'server ping period on voice sockets' }),
+  VOICE_IDLE_TIMEOUT_MS: T.Integer({ default: 60_000, minimum: 20, maximum: 900_000, description: 'a voice socket silent this long (no message, no pong) is closed with 4408' }),
+  VOICE_UPSTREAM_CONNECT_TIMEOUT_MS: T.Integer({ default: 5000, minimum: 50, maximum: 60_000, description: 'how long the algorithm service may take to accept a voice socket' }),
 })
 type Env = Static<typeof EnvSchema>
 
@@ -78,6 +85,20 @@ export interface Config {
   readonly chatPingIntervalMs: number
   readonly chatDisconnectGraceMs: number
   readonly chatReplayTtlMs: number
+  readonly voice: VoiceConfig
+}
+
+/** Voice sessions (contract §5). */
+export interface VoiceConfig {
+  /** allowed Origin values; ['*'] allows every origin. Requests without Origin (non-browser) are always allowed */
+  readonly allowedOrigins: readonly string[]
+  /** defaults for the tenant quotas concurrent_voice_sessions_per_user / concurrent_voice_sessions; 0 = unlimited */
+  readonly maxSessionsPerUser: number
+  readonly maxSessionsPerTenant: number
+  readonly maxBufferedBytes: number
+  readonly pingIntervalMs: number
+  readonly idleTimeoutMs: number
+  readonly upstreamConnectTimeoutMs: number
 }
 
 export class ConfigError extends Error {
@@ -166,6 +187,16 @@ export function loadConfig(raw: RawEnv = process.env): Config {
     chatPingIntervalMs: env.CHAT_PING_INTERVAL_MS,
     chatDisconnectGraceMs: Math.round(env.CHAT_DISCONNECT_GRACE_S * 1000),
     chatReplayTtlMs: env.CHAT_REPLAY_TTL_S * 1000,
+    voice: {
+      allowedOrigins:
+        env.VOICE_ALLOWED_ORIGINS !== undefined ? splitList(env.VOICE_ALLOWED_ORIGINS) : env.CORS_ORIGINS !== undefined ? splitList(env.CORS_ORIGINS) : production ? [] : ['*'],
+      maxSessionsPerUser: env.VOICE_MAX_SESSIONS_PER_USER,
+      maxSessionsPerTenant: env.VOICE_MAX_SESSIONS_PER_TENANT,
+      maxBufferedBytes: env.VOICE_MAX_BUFFERED_BYTES,
+      pingIntervalMs: env.VOICE_PING_INTERVAL_MS,
+      idleTimeoutMs: env.VOICE_IDLE_TIMEOUT_MS,
+      upstreamConnectTimeoutMs: env.VOICE_UPSTREAM_CONNECT_TIMEOUT_MS,
+    },
   }
 }
 

@@ -83,6 +83,21 @@ export const keys = {
    * TTL: refresh with sAdd every ~30 s while any is live, 90 s — so a crashed instance's entries age out.
    */
   liveConnections: (tenantId: string, userId: string) => tenantKey(tenantId, 'live', userId),
+
+  /**
+   * Ids of the tenant's voice sessions that may be live, on any instance (a set), for the concurrent-session
+   * limit; a member counts only while its voiceSessionAlive key exists. TTL: 24 h, refreshed by every sAdd.
+   */
+  voiceSessions: (tenantId: string) => tenantKey(tenantId, 'voice', 'sessions'),
+
+  /** The same for one user's sessions. TTL: 24 h, refreshed by every sAdd. */
+  voiceUserSessions: (tenantId: string, userId: string) => tenantKey(tenantId, 'voice', 'user-sessions', userId),
+
+  /**
+   * Present while a voice session is live: its holder refreshes it, so a crashed instance's sessions stop
+   * counting. Value: the owner's user id. TTL: 90 s, refreshed every 30 s; deleted when the session ends.
+   */
+  voiceSessionAlive: (tenantId: string, sessionId: string) => tenantKey(tenantId, 'voice', 'alive', sessionId),
 }
 
 export const channels = {
@@ -97,4 +112,13 @@ export const channels = {
 
   /** Control messages for one voice session (end, revoke) to whichever instance holds its socket. */
   voice: (tenantId: string, sessionId: string) => tenantKey(tenantId, 'ch', 'voice', sessionId),
+
+  /**
+   * A voice session's events (not audio) for observers on other instances: published by its holder while a
+   * remote observer has asked for them (watch on voiceControl) in the last minute.
+   */
+  voiceEvents: (tenantId: string, sessionId: string) => tenantKey(tenantId, 'ch', 'voice-events', sessionId),
+
+  /** Voice control for every instance (end, watch): only the holder of the session acts on it. */
+  voiceControl: () => key('ch', 'voice-control'),
 }

@@ -73,6 +73,11 @@ function claimsOf(user: TestUser): Record<string, unknown> {
 }
 
 async function call(route: ProtectedRoute, headers: Record<string, string>): Promise<Response> {
+  // WebSocket routes refuse before the upgrade: an upgrade request gets the HTTP answer
+  if (route.method === 'WS') {
+    const upgrade = { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' }
+    return gw.request(route.url, { headers: { ...upgrade, ...headers } })
+  }
   const init =
     route.method === 'GET' || route.method === 'DELETE'
       ? { method: route.method, headers }

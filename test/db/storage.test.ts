@@ -125,6 +125,7 @@ for (const target of targets) {
         'tenant_permissions',
         'tenants',
         'users',
+        'voice_sessions',
       ])
       const applied = rowsOf(await h.db.execute(sql`select hash from drizzle.__drizzle_migrations`))
       expect(applied).toHaveLength(MIGRATION_COUNT)

@@ -1,0 +1,82 @@
+/**
+ * Concurrent voice sessions per user and per tenant, counted across instances in the shared store.
+ *
+ * Each live session has an "alive" key its holder refreshes, and is a member of a per-user and a per-tenant
+ * set. A session counts while its alive key exists, so the sessions of a crashed instance stop counting when
+ * their keys expire (and are pruned from the sets by the next admission). Admission adds first and counts
+ * afterwards: two sessions racing for the last slot may both be refused, never both admitted.
+ */
+import { AppError } from '../../errors'
+import type { Store } from '../../store'
+import { keys } from '../../store/keys'
+
+/** the alive key outlives three missed refreshes */
+export const ALIVE_TTL_MS = 90_000
+export const ALIVE_REFRESH_MS = 30_000
+const SET_TTL_MS = 24 * 60 * 60 * 1000
+
+export interface SessionSlot {
+  tenantId: string
+  userId: string
+  sessionId: string
+}
+
+export interface Limits {
+  perUser: number
+  perTenant: number
+}
+
+export function sessionLimitExceeded(scope: 'user' | 'tenant', limit: number) {
+  return new AppError(429, 'QUOTA_EXCEEDED', `Too many concurrent voice sessions for this ${scope}`, { scope, limit }, { headers: { 'retry-after': '5' } })
+}
+
+export function createSessionSlots(store: Store) {
+  /** members of `set` whose alive key exists; prunes the others */
+  async function live(set: string, tenantId: string): Promise<number> {
+    const members = await store.sMembers(set)
+    if (members.length === 0) return 0
+    const alive = await store.mGet(members.map((id) => keys.voiceSessionAlive(tenantId, id)))
+    const dead = members.filter((_, i) => alive[i] === null)
+    if (dead.length > 0) void store.sRem(set, dead).catch(() => {})
+    return members.length - dead.length
+  }
+
+  async function release(slot: SessionSlot): Promise<void> {
+    await Promise.all([
+      store.del(keys.voiceSessionAlive(slot.tenantId, slot.sessionId)),
+      store.sRem(keys.voiceUserSessions(slot.tenantId, slot.userId), [slot.sessionId]),
+      store.sRem(keys.voiceSessions(slot.tenantId), [slot.sessionId]),
+    ])
+  }
+
+  return {
+    /** takes a slot or throws 429 QUOTA_EXCEEDED (limits of 0 are unlimited) */
+    async acquire(slot: SessionSlot, limits: Limits): Promise<void> {
+      const userSet = keys.voiceUserSessions(slot.tenantId, slot.userId)
+      const tenantSet = keys.voiceSessions(slot.tenantId)
+      await store.set(keys.voiceSessionAlive(slot.tenantId, slot.sessionId), slot.userId, { ttlMs: ALIVE_TTL_MS })
+      await Promise.all([store.sAdd(userSet, [slot.sessionId], SET_TTL_MS), store.sAdd(tenantSet, [slot.sessionId], SET_TTL_MS)])
+      try {
+        const [users, tenant] = await Promise.all([
+          limits.perUser > 0 ? live(userSet, slot.tenantId) : 0,
+          limits.perTenant > 0 ? live(tenantSet, slot.tenantId) : 0,
+        ])
+        if (limits.perUser > 0 && users > limits.perUser) throw sessionLimitExceeded('user', limits.perUser)
+        if (limits.perTenant > 0 && tenant > limits.perTenant) throw sessionLimitExceeded('tenant', limits.perTenant)
+      } catch (err) {
+        await release(slot).catch(() => {})
+        throw err
+      }
+    },
+
+    /** keeps the slot counted (call every ALIVE_REFRESH_MS) */
+    refresh: (slot: SessionSlot) => store.set(keys.voiceSessionAlive(slot.tenantId, slot.sessionId), slot.userId, { ttlMs: ALIVE_TTL_MS }),
+
+    release,
+
+    /** whether the session is live on some instance */
+    isLive: async (tenantId: string, sessionId: string) => (await store.get(keys.voiceSessionAlive(tenantId, sessionId))) !== null,
+  }
+}
+
+export type SessionSlots = ReturnType<typeof createSessionSlots>
