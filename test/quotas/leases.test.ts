@@ -102,6 +102,26 @@ function leaseSuite(name: string, createStore: () => Promise<Store>): void {
       expect((await limiter.check({ ...r, limit: 8 })).allowed).toBe(true)
     })
 
+    test('tryLeased answers at once from a held lease, defers when none is held, refuses at once when used up', async () => {
+      const limiter = createRateLimiter({ store: stores[0]!, now: () => fixedNow })
+      const r = rule(50)
+      expect(limiter.tryLeased([r])).toBeUndefined() // nothing reserved yet: the caller must ask the store
+      for (let i = 0; i < 10; i++) await limiter.check(r) // busy: blocks get reserved
+      let later = 0
+      let total = 10
+      for (;;) {
+        const now = limiter.tryLeased([r]) ?? (await limiter.checkAll([r]))
+        if (!now.allowed) break
+        later++
+        total++
+      }
+      expect(total).toBe(50)
+      expect(later).toBe(40)
+      expect(limiter.tryLeased([r])).toMatchObject({ allowed: false, remaining: 0 })
+      // unleased or unlimited rules are checkAll's
+      expect(limiter.tryLeased([{ ...r, lease: false }])).toBeUndefined()
+    })
+
     test('a refusal by one rule takes nothing from the other', async () => {
       const limiter = createRateLimiter({ store: stores[0]!, now: () => fixedNow })
       const user = rule(3)

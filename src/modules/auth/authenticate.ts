@@ -31,7 +31,18 @@ export function credentialOf(headers: Headers): string | null {
   return headers.get('x-api-key')
 }
 
-export type OnIdentified = (who: { userId: string; tenantId: string }) => Promise<void>
+/** may answer synchronously (nothing to wait for) or with a promise; may throw either way */
+export type OnIdentified = (who: { userId: string; tenantId: string }) => void | Promise<void>
+
+/** runs `onIdentified` so that a synchronous throw becomes a rejection like an asynchronous one */
+function identified(onIdentified: OnIdentified | undefined, who: { userId: string; tenantId: string }): Promise<void> | undefined {
+  if (!onIdentified) return undefined
+  try {
+    return onIdentified(who) ?? undefined
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
 
 /** a promise that never rejects, so work started early cannot become an unhandled rejection */
 function settle(work: Promise<void> | undefined): Promise<{ error?: unknown }> {
@@ -149,7 +160,8 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
   }
   const resolved = new Map<string, Resolved>()
 
-  function fromResolved(hit: Resolved, headers: Headers, onIdentified?: OnIdentified): Promise<Principal> | undefined {
+  /** the principal at once, a promise of it (or of the refusal), or undefined when the full path must run */
+  function fromResolved(hit: Resolved, headers: Headers, onIdentified?: OnIdentified): Principal | Promise<Principal> | undefined {
     const { claims } = hit
     if (claims.exp <= Date.now() / 1000) return undefined
     const tenantHeader = headers.get('x-tenant-id')
@@ -158,15 +170,18 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     const state = revocation.checkLocal(claims.jti, claims.tenant_id, claims.session_id || undefined)
     if (state === undefined) return undefined
     if (state === 'revoked') return Promise.reject(authErrors.tokenRevoked())
-    return onIdentified ? onIdentified({ userId: claims.user_id, tenantId: claims.tenant_id }).then(() => hit.principal) : Promise.resolve(hit.principal)
+    const pending = identified(onIdentified, { userId: claims.user_id, tenantId: claims.tenant_id })
+    return pending ? pending.then(() => hit.principal) : hit.principal
   }
 
-  async function fromJwt(token: string, headers: Headers, onIdentified?: OnIdentified): Promise<Principal> {
+  function fromJwt(token: string, headers: Headers, onIdentified?: OnIdentified): Principal | Promise<Principal> {
     const hit = resolved.get(token)
-    const fast = hit && fromResolved(hit, headers, onIdentified)
-    if (fast) return fast
+    return (hit && fromResolved(hit, headers, onIdentified)) ?? resolveJwt(token, headers, onIdentified)
+  }
+
+  async function resolveJwt(token: string, headers: Headers, onIdentified?: OnIdentified): Promise<Principal> {
     const claims = await verify(token)
-    const alongside = settle(onIdentified?.({ userId: claims.user_id, tenantId: claims.tenant_id }))
+    const alongside = settle(identified(onIdentified, { userId: claims.user_id, tenantId: claims.tenant_id }))
     await notRevoked({ jti: claims.jti, tenantId: claims.tenant_id, sessionId: claims.session_id || undefined })
     const [user, tenant] = await activeUserAndTenant(claims.user_id, claims.tenant_id)
     await alongside.then(rethrow)
@@ -195,7 +210,7 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
     if (key.revokedAt) throw authErrors.tokenRevoked()
     if (key.expiresAt && key.expiresAt.getTime() <= Date.now()) throw authErrors.tokenInvalid('expired')
     const [user, tenant] = await activeUserAndTenant(key.userId, key.tenantId)
-    await settle(onIdentified?.({ userId: key.userId, tenantId: key.tenantId })).then(rethrow)
+    await settle(identified(onIdentified, { userId: key.userId, tenantId: key.tenantId })).then(rethrow)
     apiKeys.touch(key.id)
     return principalOf(user, tenant, headers, { kind: 'api_key', apiKeyId: key.id, isSuperAdmin: false }, key.permissions)
   }
@@ -205,10 +220,10 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
    * plugin counts rate limits there: both store round trips then share one). Its failure is reported only
    * after the checks that come before it in the seed's order.
    */
-  return async function authenticate(request: Request, onIdentified?: OnIdentified): Promise<Principal> {
+  return function authenticate(request: Request, onIdentified?: OnIdentified): Principal | Promise<Principal> {
     const credential = credentialOf(request.headers)
-    if (credential === null) throw authErrors.tokenMissing()
-    if (credential === '') throw authErrors.tokenInvalid('malformed_header')
+    if (credential === null) return Promise.reject(authErrors.tokenMissing())
+    if (credential === '') return Promise.reject(authErrors.tokenInvalid('malformed_header'))
     return credential.startsWith(API_KEY_PREFIX)
       ? fromApiKey(credential, request.headers, onIdentified)
       : fromJwt(credential, request.headers, onIdentified)

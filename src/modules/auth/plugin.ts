@@ -7,10 +7,10 @@ import { Elysia } from 'elysia'
 import { AppError } from '../../errors'
 import type { Metrics } from '../../observability/metrics'
 import { decide } from '../access'
-import { type RateLimiter, rateLimitHeaders } from '../quotas'
+import { type RateLimiter, type RateResult, type RateRule, rateLimitHeaders } from '../quotas'
 import type { Authenticate } from './authenticate'
 import { authErrors } from './errors'
-import type { IdentityCache } from './identity-cache'
+import type { IdentityCache, IdentityTenant } from './identity-cache'
 import type { Principal } from './principal'
 
 /** Tokens with less than this left get X-Token-Refresh-Required (seed: 15 minutes). */
@@ -27,14 +27,26 @@ export interface AuthPluginDeps {
 }
 
 export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPluginDeps) {
-  /** per user and per tenant (the caller's own tenant, also when a super_admin acts in another) */
-  async function rateLimit(who: { userId: string; tenantId: string }, set: { headers: Record<string, string | number> }) {
-    const tenant = await identity.tenant(who.tenantId)
-    const quotas = { ...QUOTA_DEFAULTS, ...tenant?.quotas }
-    const result = await limiter.checkAll([
-      { scope: 'user', id: `${who.tenantId}:${who.userId}`, limit: quotas.requests_per_minute_per_user, windowMs: 60_000, lease: true },
-      { scope: 'tenant', id: who.tenantId, limit: quotas.requests_per_minute, windowMs: 60_000, lease: true },
-    ])
+  function rulesFor(who: { userId: string; tenantId: string }, tenant: IdentityTenant | null): RateRule[] {
+    const quotas = tenant?.quotas
+    return [
+      { scope: 'user', id: `${who.tenantId}:${who.userId}`, limit: quotas?.requests_per_minute_per_user ?? QUOTA_DEFAULTS.requests_per_minute_per_user, windowMs: 60_000, lease: true },
+      { scope: 'tenant', id: who.tenantId, limit: quotas?.requests_per_minute ?? QUOTA_DEFAULTS.requests_per_minute, windowMs: 60_000, lease: true },
+    ]
+  }
+
+  /**
+   * Per user and per tenant (the caller's own tenant, also when a super_admin acts in another). Answered
+   * without a promise when the tenant is cached and this instance's leases can decide; a promise otherwise.
+   */
+  function rateLimit(who: { userId: string; tenantId: string }, set: { headers: Record<string, string | number> }): void | Promise<void> {
+    const tenant = identity.peekTenant(who.tenantId)
+    const now = tenant !== undefined ? limiter.tryLeased(rulesFor(who, tenant)) : undefined
+    if (now) return applyRateLimit(now, set)
+    return (async () => applyRateLimit(await limiter.checkAll(rulesFor(who, await identity.tenant(who.tenantId))), set))()
+  }
+
+  function applyRateLimit(result: RateResult, set: { headers: Record<string, string | number> }): void {
     const headers = rateLimitHeaders(result)
     if (!result.allowed) {
       metrics.rateLimitRejections.inc({ scope: result.scope })
@@ -57,22 +69,31 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
   // before body validation — an unauthenticated caller learns nothing about a route's schema.
   const principals = new WeakMap<Request, Principal>()
 
-  async function admit(request: Request, set: { headers: Record<string, string | number> }, required: string | true) {
-    let principal: Principal
-    try {
-      principal = await authenticate(request, (who) => rateLimit(who, set))
-      if (required !== true && !allowed(principal.subject, required)) {
-        throw authErrors.permissionDenied(required)
-      }
-    } catch (err) {
-      if (err instanceof AppError && err.code !== 'RATE_LIMITED') metrics.authFailures.inc({ code: err.code })
-      throw err
-    }
+  /** counts the refusal (rate limiting has its own counter) and passes it on */
+  function refused(err: unknown): never {
+    if (err instanceof AppError && err.code !== 'RATE_LIMITED') metrics.authFailures.inc({ code: err.code })
+    throw err
+  }
+
+  function accept(principal: Principal, request: Request, set: { headers: Record<string, string | number> }, required: string | true): void {
+    if (required !== true && !allowed(principal.subject, required)) refused(authErrors.permissionDenied(required))
     if (principal.expiresAt !== undefined && principal.expiresAt - Date.now() / 1000 < REFRESH_HINT_S) {
       set.headers['x-token-refresh-required'] = 'true'
       set.headers['x-token-expires-at'] = String(principal.expiresAt)
     }
     principals.set(request, principal)
+  }
+
+  /** synchronous when the caller's token was resolved before and nothing about it changed; a promise otherwise */
+  function admit(request: Request, set: { headers: Record<string, string | number> }, required: string | true): void | Promise<void> {
+    let principal: Principal | Promise<Principal>
+    try {
+      principal = authenticate(request, (who) => rateLimit(who, set))
+    } catch (err) {
+      return refused(err)
+    }
+    if (principal instanceof Promise) return principal.then((p) => accept(p, request, set, required), refused)
+    accept(principal, request, set, required)
   }
 
   return new Elysia({ name: 'voicehelper.auth' }).macro({

@@ -73,6 +73,11 @@ export interface RateLimiter {
   check(rule: RateRule): Promise<RateResult>
   /** all rules counted; the result that denies (or the one with least remaining) is returned */
   checkAll(rules: readonly RateRule[]): Promise<RateResult>
+  /**
+   * checkAll answered at once from this instance's leases, when it can be (every limited rule leased, each
+   * lease holding a token or its window used up); undefined otherwise — then call checkAll.
+   */
+  tryLeased(rules: readonly RateRule[]): RateResult | undefined
   /** for login throttling: read a counter without incrementing (allowed = one more would be) … */
   peek(rule: RateRule): Promise<RateResult>
   /** … and reset it on success (the current window's counter) */
@@ -182,6 +187,29 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     const results =
       shared ?? limited.map((rule, i) => decide(rule, localLimit(rule.limit), local.incr(windows[i]!.key, windows[i]!.end, windows[i]!.now), windows[i]!, true))
     return deciding(results) ?? unlimited('')
+  }
+
+  function tryLeased(rules: readonly RateRule[]): RateResult | undefined {
+    let limited = 0
+    for (const rule of rules) {
+      if (rule.limit === 0) continue
+      if (!rule.lease) return undefined
+      limited++
+    }
+    if (limited !== rules.length) return undefined // rare: leave mixed or unlimited sets to checkAll
+    for (const rule of rules) validate(rule)
+    const windows = rules.map(windowOf)
+    const ls = rules.map((r, i) => leaseOf(windows[i]!, r.limit))
+    const used = ls.findIndex((l) => l.exhausted)
+    if (used !== -1) return deciding(refusedBy(used, rules, windows, ls))
+    for (const l of ls) if (l.from > l.to) return undefined
+    return deciding(
+      ls.map((lease, i) => {
+        const count = lease.from++
+        lease.served++
+        return decide(rules[i]!, rules[i]!.limit, count, windows[i]!, false)
+      }),
+    )
   }
 
   /** one INCR per rule in one round trip; undefined while the store is away */
@@ -311,7 +339,7 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     await health.attempt('del', () => store.del(w.key))
   }
 
-  return { check, checkAll, peek, reset }
+  return { check, checkAll, tryLeased, peek, reset }
 }
 
 /** A denial wins (the one that ends last: the caller must wait that long anyway), else the least remaining. */
