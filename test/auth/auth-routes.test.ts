@@ -245,6 +245,26 @@ describe('API keys', () => {
   })
 })
 
+describe('/auth/me over time', () => {
+  test('the same answer on every call, and a role change shows at once', async () => {
+    const admin = await makeUser(gw, { tenantId, roles: ['admin'] })
+    const user = await makeUser(gw, { tenantId })
+    const me = async () => (await (await gw.request('/api/v2/auth/me', { headers: user.auth })).json()) as { user: { roles: string[] }; permissions: string[] }
+    const first = await me()
+    expect(await me()).toEqual(first)
+    expect(first.permissions).not.toContain('user:*')
+    const patched = await gw.request(`/api/v2/admin/users/${user.id}`, {
+      method: 'PATCH',
+      headers: { ...admin.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ roles: ['admin'] }),
+    })
+    expect(patched.status).toBe(200)
+    const after = await me()
+    expect(after.user.roles).toEqual(['admin'])
+    expect(after.permissions).toContain('user:*')
+  })
+})
+
 describe('quotas', () => {
   test("per-user and per-tenant request limits come from the tenant's quotas: 429 RATE_LIMITED with headers", async () => {
     await awayFromWindowEdge(60_000, 5_000)

@@ -47,7 +47,8 @@ function userView(u: { id: string; email: string; username: string; tenantId: st
 }
 
 export function createAuthService({ db, tokens, revocation, identity, limiter, audit }: AuthServiceDeps) {
-  const grantsOf = new WeakMap<object, string[]>()
+  type MeView = { user: ReturnType<typeof userView> & { status: string }; tenant: { id: string; name: string; status: string }; permissions: string[] }
+  const views = new WeakMap<object, { user: object; tenant: object; view: MeView }>()
   async function issuePair(
     user: { id: string; username: string; tenantId: string; roles: readonly string[] },
     sessionId: string,
@@ -191,17 +192,23 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
       await audit.record({ tenantId: principal.homeTenantId, actor: { id: principal.userId, type: principal.kind }, action: 'auth.logout', target: principal.sessionId ? { type: 'session', id: principal.sessionId } : undefined, outcome: 'success' }, ctx)
     },
 
-    async me(principal: Principal) {
-      const [user, tenant] = await Promise.all([identity.user(principal.userId), identity.tenant(principal.tenantId)])
-      if (!user || !tenant) throw authErrors.userNotFound()
-      // the grants are a pure function of the subject, which is one object per identity-cache entry
-      let permissions = grantsOf.get(principal.subject)
-      if (!permissions) grantsOf.set(principal.subject, (permissions = effectiveGrants(principal.subject)))
-      return {
-        user: { ...userView(user), status: user.status },
-        tenant: { id: tenant.id, name: tenant.name, status: tenant.status },
-        permissions,
-      }
+    /** the caller, their tenant and effective permissions; computed once per identity-cache entry */
+    me(principal: Principal) {
+      const user = identity.peekUser(principal.userId)
+      const tenant = identity.peekTenant(principal.tenantId)
+      const known = user && tenant ? views.get(principal.subject) : undefined
+      if (known && known.user === user && known.tenant === tenant) return known.view
+      return (async () => {
+        const [u, t] = await Promise.all([identity.user(principal.userId), identity.tenant(principal.tenantId)])
+        if (!u || !t) throw authErrors.userNotFound()
+        const view = {
+          user: { ...userView(u), status: u.status },
+          tenant: { id: t.id, name: t.name, status: t.status },
+          permissions: effectiveGrants(principal.subject),
+        }
+        views.set(principal.subject, { user: u, tenant: t, view })
+        return view
+      })()
     },
   }
 }
