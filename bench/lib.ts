@@ -139,3 +139,54 @@ export async function startSimulatorProcess(env: Record<string, string> = {}): P
     },
   }
 }
+
+/** The p-quantile (0..1) of a sample, nearest-rank; NaN when empty. Sorts a copy. */
+export function percentile(xs: ArrayLike<number>, p: number): number {
+  if (xs.length === 0) return Number.NaN
+  const sorted = Float64Array.from(xs).sort()
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!
+}
+
+/**
+ * Waits (at most `maxMs`) until every listed process is idle (≤ 8% of a core over 250 ms): a target finishing
+ * the previous run's work (database writes, GC, closing sockets) must not steal the CPU of the next one.
+ */
+export async function settle(pids: readonly number[], maxMs = 5000): Promise<void> {
+  const deadline = Date.now() + maxMs
+  while (Date.now() < deadline) {
+    const before = await Promise.all(pids.map(cpuMicros))
+    await Bun.sleep(250)
+    const after = await Promise.all(pids.map(cpuMicros))
+    if (after.every((us, i) => us - before[i]! <= 20_000)) return
+  }
+}
+
+/**
+ * Logs in as the bootstrap admin and sets quotas of the `default` tenant (`PATCH /api/v2/admin/tenants/default`);
+ * returns the access token.
+ */
+export async function adminTokenWithQuotas(url: string, password: string, quotas: Record<string, number>): Promise<string> {
+  const login = await fetch(`${url}/api/v2/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'admin@example.com', password }),
+  })
+  if (!login.ok) throw new Error(`login failed: ${login.status} ${await login.text()}`)
+  const { access_token } = (await login.json()) as { access_token: string }
+  const patch = await fetch(`${url}/api/v2/admin/tenants/default`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${access_token}` },
+    body: JSON.stringify({ quotas }),
+  })
+  if (!patch.ok) throw new Error(`setting quotas failed: ${patch.status} ${await patch.text()}`)
+  return access_token
+}
+
+/** CPU time the whole machine spent busy (all cores, every process), µs, from /proc/stat; for spotting foreign load. */
+export async function machineBusyMicros(): Promise<number> {
+  const line = (await Bun.file('/proc/stat').text()).split('\n', 1)[0]!
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number) as number[]
+  void idle
+  void iowait
+  return ((user! + nice! + system! + irq! + softirq! + steal!) / CLK_TCK) * 1e6
+}
