@@ -16,6 +16,7 @@
  * - cpu: --cpu-sessions (500) for --cpu-seconds (10) → target CPU µs per frame, dropped frames;
  * - capacity: --idle-sessions (2000) held idle (each with its upstream socket) → target RSS per session.
  *
+ *   [BENCH_DATABASE_URL=postgres://… BENCH_REDIS_URL=redis://… (adds the gateway on Postgres + Redis)]
  *   bun bench/voice.ts [--seconds 30] [--sessions 100] [--cpu-sessions 500] [--cpu-seconds 10]
  *                      [--idle-sessions 2000] [--batch 100]
  *
@@ -125,6 +126,38 @@ try {
       waitInit: true,
     },
   ]
+  // BENCH_DATABASE_URL + BENCH_REDIS_URL: also the gateway as deployed, on Postgres and Redis (a throwaway database)
+  const databaseUrl = process.env.BENCH_DATABASE_URL
+  const redisUrl = process.env.BENCH_REDIS_URL
+  if (databaseUrl && redisUrl) {
+    const deployed = await spawnTarget('gateway (Postgres + Redis)', 'src/index.ts', {
+      ALGO_SERVICE_URL: simulator.url,
+      LOG_LEVEL: 'warn',
+      HOST: '127.0.0.1',
+      DATA_DIR: tmpDataDir,
+      BOOTSTRAP_ADMIN_PASSWORD: PASSWORD,
+      JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
+      VOICE_MAX_SESSIONS_PER_USER: '0',
+      VOICE_MAX_SESSIONS_PER_TENANT: '0',
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisUrl,
+    })
+    stops.push(() => deployed.stop())
+    const deployedToken = await adminTokenWithQuotas(deployed.url, PASSWORD, {
+      concurrent_voice_sessions: 0,
+      concurrent_voice_sessions_per_user: 0,
+      requests_per_minute_per_user: 100_000_000,
+      requests_per_minute: 100_000_000,
+    })
+    subjects.push({
+      name: 'gateway (Postgres + Redis)',
+      pid: deployed.pid,
+      kind: 'relay',
+      url: () => `${ws(deployed.url)}/api/v2/voice/stream`,
+      headers: { authorization: `Bearer ${deployedToken}` },
+      waitInit: true,
+    })
+  }
 } catch (err) {
   await stopAll()
   throw err
@@ -440,23 +473,25 @@ if (cap.size) {
   }
 }
 console.log('\nGateway against the bare relay, same run (issue 5 targets in brackets):\n')
-const g = 'gateway'
-if (latency.has(g) && latency.has(relayName)) {
-  const r = latency.get(g)!
-  const ratio = percentile(r.rtt, 0.99) / percentile(latency.get(relayName)!.rtt, 0.99)
-  console.log(`- ${SESSIONS} sessions × ${SECONDS} s: RTT p99 ×${f2(ratio)} [≤ 1.25: ${mark(ratio <= 1.25)}]; dropped ${r.dropped} [0: ${mark(r.dropped === 0)}]`)
-}
-if (cpu.has(g) && cpu.has(relayName)) {
-  const r = cpu.get(g)!
-  const ratio = cpuPerFrame(r) / cpuPerFrame(cpu.get(relayName)!)
-  console.log(`- ${CPU_SESSIONS} sessions × ${CPU_SECONDS} s: CPU µs/frame ×${f2(ratio)} [≤ 1.25: ${mark(ratio <= 1.25)}]; dropped ${r.dropped} [0: ${mark(r.dropped === 0)}]`)
-}
-if (cap.has(g)) {
-  const c = cap.get(g)!
-  const kb = (c.rssAfterKb - c.rssBeforeKb) / c.sessions
-  const rel = cap.get(relayName)
-  const relKb = rel ? (rel.rssAfterKb - rel.rssBeforeKb) / rel.sessions : Number.NaN
-  console.log(`- ${IDLE_SESSIONS} idle sessions: RSS ${f1(kb)} KB/session [≤ 24 KB: ${mark(kb <= 24)}] (relay ${f1(relKb)} KB, ×${f2(kb / relKb)})`)
+for (const g of ['gateway', 'gateway (Postgres + Redis)']) {
+  console.log(`${g}:`)
+  if (latency.has(g) && latency.has(relayName)) {
+    const r = latency.get(g)!
+    const ratio = percentile(r.rtt, 0.99) / percentile(latency.get(relayName)!.rtt, 0.99)
+    console.log(`- ${SESSIONS} sessions × ${SECONDS} s: RTT p99 ×${f2(ratio)} [≤ 1.25: ${mark(ratio <= 1.25)}]; dropped ${r.dropped} [0: ${mark(r.dropped === 0)}]`)
+  }
+  if (cpu.has(g) && cpu.has(relayName)) {
+    const r = cpu.get(g)!
+    const ratio = cpuPerFrame(r) / cpuPerFrame(cpu.get(relayName)!)
+    console.log(`- ${CPU_SESSIONS} sessions × ${CPU_SECONDS} s: CPU µs/frame ×${f2(ratio)} [≤ 1.25: ${mark(ratio <= 1.25)}]; dropped ${r.dropped} [0: ${mark(r.dropped === 0)}]`)
+  }
+  if (cap.has(g)) {
+    const c = cap.get(g)!
+    const kb = (c.rssAfterKb - c.rssBeforeKb) / c.sessions
+    const rel = cap.get(relayName)
+    const relKb = rel ? (rel.rssAfterKb - rel.rssBeforeKb) / rel.sessions : Number.NaN
+    console.log(`- ${IDLE_SESSIONS} idle sessions: RSS ${f1(kb)} KB/session [≤ 24 KB: ${mark(kb <= 24)}] (relay ${f1(relKb)} KB, ×${f2(kb / relKb)})`)
+  }
 }
 const argv = `--seconds ${SECONDS} --sessions ${SESSIONS} --cpu-sessions ${CPU_SESSIONS} --cpu-seconds ${CPU_SECONDS} --idle-sessions ${IDLE_SESSIONS} --batch ${BATCH}${CAPACITY_ROUNDS !== 1 ? ` --capacity-rounds ${CAPACITY_ROUNDS}` : ''}`
 console.log(`\nCommand: \`bun bench/voice.ts ${argv}${args.only !== 'latency,cpu,capacity' ? ` --only ${args.only}` : ''}\``)
