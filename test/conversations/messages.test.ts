@@ -1,9 +1,10 @@
 /** Messages: listing oldest first with cursor pages, and the service calls the chat stream builds on. */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
-import { conversations } from '../../src/db/schema'
+import { conversations, messages } from '../../src/db/schema'
 import { roleGrants } from '../../src/modules/access'
 import { type Caller, createConversationService } from '../../src/modules/conversations/service'
+import { createMessageWriter } from '../../src/modules/conversations/writer'
 import { createTestApp, type TestApp } from '../helpers/app'
 import type { TestUser } from '../helpers/identity'
 import { as, collectPages } from '../admin/helpers'
@@ -19,10 +20,10 @@ beforeAll(async () => {
 afterAll(() => gw.close())
 
 /** the principal a plain user's token resolves to, as plain data */
-function callerOf(user: TestUser, roles = ['user']): Caller {
+function callerOf(user: TestUser, roles = ['user'], tenantId = user.tenantId): Caller {
   return {
     userId: user.id,
-    tenantId: user.tenantId,
+    tenantId,
     homeTenantId: user.tenantId,
     subject: { userId: user.id, roles, directGrants: [], roleGrants: roleGrants(roles, new Map()), tenantGrants: [] },
   }
@@ -59,11 +60,12 @@ describe('GET /conversations/:id/messages', () => {
 describe('the service the chat stream uses', () => {
   const service = () => createConversationService({ db: gw.deps.db.db })
 
-  test('create + appendMessage: stored with every field, count and last_message_at follow, shown over HTTP', async () => {
+  test('create, then the writer: stored with every field, count and last_message_at follow, shown over HTTP', async () => {
+    const writer = createMessageWriter({ db: gw.deps.db })
     const conv = await service().create(callerOf(world.alice), 'from the service')
     expect(conv).toMatchObject({ tenantId: world.tenantId, userId: world.alice.id, title: 'from the service', messageCount: 0 })
-    await service().appendMessage(conv, { userId: world.alice.id, role: 'user', content: 'hello', requestId: 'req-1' })
-    const reply = await service().appendMessage(conv, {
+    await writer.append(conv, { userId: world.alice.id, role: 'user', content: 'hello', requestId: 'req-1' })
+    await writer.append(conv, {
       id: 'msg_announced',
       userId: world.alice.id,
       role: 'assistant',
@@ -75,28 +77,34 @@ describe('the service the chat stream uses', () => {
       durationMs: 900,
       requestId: 'req-1',
     })
-    expect(reply.id).toBe('msg_announced')
+    const [reply] = await gw.deps.db.db.select().from(messages).where(eq(messages.id, 'msg_announced'))
+    expect(reply).toBeDefined()
     const [row] = await gw.deps.db.db.select().from(conversations).where(eq(conversations.id, conv.id))
     expect(row!.messageCount).toBe(2)
-    expect(row!.lastMessageAt?.getTime()).toBe(reply.createdAt.getTime())
+    expect(row!.lastMessageAt?.getTime()).toBe(reply!.createdAt.getTime())
     expect(row!.updatedAt.getTime()).toBeGreaterThanOrEqual(conv.updatedAt.getTime())
 
     const listed = await as(gw, world.alice).get(`${CONV}/${conv.id}/messages`)
     expect(listed.body.items.map((m: { content: string }) => m.content)).toEqual(['hello', 'hi there'])
     expect(listed.body.items[1]).toMatchObject({ status: 'cancelled', references: [{ doc: 'a' }], usage: { total_tokens: 12 }, ttft_ms: 40, duration_ms: 900, request_id: 'req-1' })
-    expect((await as(gw, world.alice).get(`${CONV}/${conv.id}`)).body).toMatchObject({ message_count: 2, last_message_at: reply.createdAt.toISOString() })
+    expect((await as(gw, world.alice).get(`${CONV}/${conv.id}`)).body).toMatchObject({ message_count: 2, last_message_at: reply!.createdAt.toISOString() })
   })
 
-  test('appendMessage to a conversation deleted meanwhile → 404 CONVERSATION_NOT_FOUND', async () => {
-    const conv = await insertConversation(gw, world.alice)
-    await gw.deps.db.db.delete(conversations).where(eq(conversations.id, conv.id))
-    await expect(service().appendMessage(conv, { userId: world.alice.id, role: 'user', content: 'late' })).rejects.toMatchObject({ status: 404, code: 'CONVERSATION_NOT_FOUND' })
+  test('a new conversation is refused to a caller acting in another tenant (TENANT_MISMATCH) and to one without conversation:write', async () => {
+    const other = await conversationWorld(gw)
+    const acting = callerOf(other.admin, ['super_admin'], world.tenantId)
+    await expect(service().create(acting)).rejects.toMatchObject({ status: 403, code: 'TENANT_MISMATCH' })
+    expect(() => service().assertCanCreate(acting)).toThrow(expect.objectContaining({ code: 'TENANT_MISMATCH' }))
+    // an API key scoped to reading only
+    const readOnlyKey: Caller = { ...callerOf(world.bob), subject: { ...callerOf(world.bob).subject, keyGrants: ['conversation:read'] } }
+    await expect(service().create(readOnlyKey)).rejects.toMatchObject({ status: 403 })
+    expect(() => service().assertCanCreate(readOnlyKey)).toThrow(expect.objectContaining({ status: 403 }))
   })
 
   test('history: the last N turns, oldest first, skipping empty ones', async () => {
     const conv = await insertConversation(gw, world.alice)
     const rows = await insertMessages(gw, conv, 7)
-    await service().appendMessage(conv, { userId: world.alice.id, role: 'assistant', content: '', status: 'failed' })
+    await createMessageWriter({ db: gw.deps.db }).append(conv, { userId: world.alice.id, role: 'assistant', content: '', status: 'failed' })
     const expected = rows.slice(-4).map((r) => ({ role: r.role, content: r.content }))
     expect(await service().history(conv, 4)).toEqual(expected)
     expect(await service().history(conv, 100)).toHaveLength(7)

@@ -77,6 +77,15 @@ describe.each(drivers)('message writer on $name', ({ postgres }) => {
     expect(c!.messageCount).toBe(2)
   })
 
+  test("starting a conversation whose id exists stores nothing and leaves that conversation as it was", async () => {
+    const writer = createMessageWriter({ db: gw.deps.db })
+    const existing = await insertConversation(gw, world.bob, { title: 'kept' })
+    const msgId = newId('msg')
+    await expect(writer.start({ id: existing.id, tenantId: world.tenantId, userId: world.alice.id, title: 'dup' }, question(world.alice.id, 'x', { id: msgId }))).rejects.toMatchObject({ status: 404 })
+    expect(await db().select().from(messages).where(eq(messages.id, msgId))).toEqual([])
+    expect((await db().select().from(conversations).where(eq(conversations.id, existing.id)))[0]).toEqual(existing)
+  })
+
   test("a deleted conversation, or another tenant's, fails alone with 404; the rest of the batch is stored", async () => {
     const writer = createMessageWriter({ db: gw.deps.db })
     const kept = await insertConversation(gw, world.alice)

@@ -4,8 +4,7 @@
  * by decide() — owner, explicit shares, then role or tenant-wide grants. A conversation the caller may
  * not read, or another tenant's, does not exist for them (404 CONVERSATION_NOT_FOUND).
  */
-import { and, asc, desc, eq, gt, inArray, is, ne, or, SQL, sql } from 'drizzle-orm'
-import type { AnyPgColumn } from 'drizzle-orm/pg-core'
+import { and, asc, desc, eq, gt, inArray, ne, or, type SQL, sql } from 'drizzle-orm'
 import type { Database } from '../../db'
 import { type Conversation, conversations, type Message, type MessageRole, messages, type NewMessage, resourceShares } from '../../db/schema'
 import { AppError } from '../../errors'
@@ -76,38 +75,6 @@ function checkCreate(caller: Caller) {
   // the owner must be a member of the conversation's tenant (a composite foreign key says so too)
   if (caller.tenantId !== caller.homeTenantId) throw new AppError(403, 'TENANT_MISMATCH', 'Conversations are created in your own tenant')
   if (!decide(caller.subject, 'conversation:write', { ownerId: caller.userId }).allowed) throw authErrors.permissionDenied('conversation:write')
-}
-
-/**
- * `value` as a select-list expression for an INSERT … SELECT into `column`: encoded as the column encodes it
- * (jsonb → JSON text, timestamptz → ISO string) and cast to the column's type, since a bare parameter in a
- * select list is text. `undefined` is the column's default when that is a plain value, else NULL.
- */
-function valueFor(column: AnyPgColumn, value: unknown): SQL.Aliased {
-  const type = sql.raw(column.getSQLType())
-  const v = value === undefined && column.default !== undefined && !is(column.default, SQL) ? column.default : value
-  return (v === undefined || v === null ? sql`null::${type}` : sql`${sql.param(v, column)}::${type}`).as(column.name)
-}
-
-/** every column of `messages`, in table order (drizzle checks it), for a message inserted from `from`'s rows (its tenant_id and id) */
-function messageFields(from: { tenantId: AnyPgColumn; id: AnyPgColumn }, input: AppendMessage, createdAt: Date) {
-  const { id = newId('msg'), ...fields } = input
-  return {
-    id: valueFor(messages.id, id),
-    tenantId: from.tenantId,
-    conversationId: from.id,
-    userId: valueFor(messages.userId, fields.userId),
-    role: valueFor(messages.role, fields.role),
-    content: valueFor(messages.content, fields.content),
-    modality: valueFor(messages.modality, fields.modality),
-    status: valueFor(messages.status, fields.status),
-    references: valueFor(messages.references, fields.references),
-    usage: valueFor(messages.usage, fields.usage),
-    ttftMs: valueFor(messages.ttftMs, fields.ttftMs),
-    durationMs: valueFor(messages.durationMs, fields.durationMs),
-    requestId: valueFor(messages.requestId, fields.requestId),
-    createdAt: valueFor(messages.createdAt, createdAt),
-  } satisfies Record<keyof Message, SQL.Aliased | AnyPgColumn>
 }
 
 export function createConversationService({ db }: { db: Database }) {
@@ -242,66 +209,6 @@ export function createConversationService({ db }: { db: Database }) {
       const found = await load(caller, id)
       if (!found || !decide(caller.subject, 'conversation:write', found.resource).allowed) throw conversationErrors.notFound()
       return found.row
-    },
-
-    /**
-     * stores a message and bumps the conversation's count, last_message_at and updated_at, atomically, in one
-     * statement: the message is inserted from the rows the bump returned, so a conversation that is gone (or
-     * another tenant's) bumps nothing, stores nothing, and is a 404 rather than a foreign-key error
-     */
-    async appendMessage(conversation: ConversationRef, input: AppendMessage): Promise<Message> {
-      const createdAt = new Date()
-      // the update locks the row until the statement ends, so a concurrent delete either waits or wins (→ 404)
-      const bumped = db.$with('bumped').as(
-        db
-          .update(conversations)
-          .set({ messageCount: sql`${conversations.messageCount} + 1`, lastMessageAt: createdAt, updatedAt: createdAt })
-          .where(inTenant(conversation.tenantId, conversation.id))
-          .returning({ tenantId: conversations.tenantId, id: conversations.id }),
-      )
-      const [message] = await db
-        .with(bumped)
-        .insert(messages)
-        .select((qb) => qb.select(messageFields(bumped, input, createdAt)).from(bumped))
-        .returning()
-      if (!message) throw conversationErrors.notFound()
-      return message
-    },
-
-    /**
-     * a new conversation owned by the caller, with `id` (the caller's `newId('conv')`), and its first message,
-     * in one statement; the same checks as create. A duplicate id fails the statement: nothing is stored.
-     */
-    async startConversation(
-      caller: Caller,
-      { id, title = '', message: input }: { id: string; title?: string; message: AppendMessage },
-    ): Promise<{ conversation: Conversation; message: Message }> {
-      checkCreate(caller)
-      const now = new Date()
-      const created = db.$with('created').as(
-        db
-          .insert(conversations)
-          .values({
-            id,
-            tenantId: caller.tenantId,
-            userId: caller.userId,
-            title: title.trim(),
-            createdAt: now,
-            updatedAt: now,
-            lastMessageAt: now,
-            messageCount: 1,
-          })
-          .returning(),
-      )
-      const stored = db.$with('stored').as(
-        db
-          .insert(messages)
-          .select((qb) => qb.select(messageFields(created, input, now)).from(created))
-          .returning(),
-      )
-      const [row] = await db.with(created, stored).select().from(created).crossJoin(stored)
-      if (!row) throw new Error('startConversation: the insert returned no row')
-      return { conversation: row.created, message: row.stored }
     },
 
     /** the last `turns` messages with content, oldest first: the prior turns sent upstream with a new question */
