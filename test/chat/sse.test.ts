@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { eventName, formatEvent } from '../../src/modules/chat/sse'
+import { eventName, formatEvent, PING } from '../../src/modules/chat/sse'
 
 describe('eventName', () => {
   test.each([
@@ -19,6 +19,6 @@ describe('eventName', () => {
 })
 
 test('formatEvent writes id, event, one data line; a ping is a comment', () => {
-  expect(formatEvent({ kind: 'event', id: 3, event: 'x', data: { a: 'l1\nl2' } })).toBe('id: 3\nevent: x\ndata: {"a":"l1\\nl2"}\n\n')
-  expect(formatEvent({ kind: 'ping' })).toBe(': ping\n\n')
+  expect(formatEvent(3, 'x', { a: 'l1\nl2' })).toBe('id: 3\nevent: x\ndata: {"a":"l1\\nl2"}\n\n')
+  expect(PING).toBe(': ping\n\n')
 })

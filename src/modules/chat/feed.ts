@@ -5,7 +5,7 @@
  * position, so a re-POST, a resume and the original request are the same code.
  */
 
-export const PING = ': ping\n\n'
+import { PING } from './sse'
 
 export class EventFeed {
   readonly events: string[] = []

@@ -26,7 +26,7 @@ import type { ConversationRef, ConversationService } from '../conversations/serv
 import type { MessageWriter } from '../conversations/writer'
 import { EventFeed, watchFeed } from './feed'
 import type { ChatStreamBody } from './model'
-import { eventName } from './sse'
+import { eventName, formatEvent } from './sse'
 
 /** contract §0: a body's `timestamp` is unix seconds (as the seed); `*_at` fields are RFC 3339 */
 const unixSeconds = () => Math.floor(Date.now() / 1000)
@@ -158,7 +158,6 @@ function chunkText(line: Record<string, unknown>): string {
   return typeof text === 'string' ? text : ''
 }
 
-const sse = (id: number, name: string, data: Record<string, unknown>) => `id: ${id}\nevent: ${name}\ndata: ${JSON.stringify(data)}\n\n`
 
 export function createChatService(deps: ChatServiceDeps) {
   const { conversations, writer, upstream, live, store, logger, metrics } = deps
@@ -370,7 +369,7 @@ export function createChatService(deps: ChatServiceDeps) {
     }, tickMs)
 
     const emit = (name: string, data: Record<string, unknown>) => {
-      run.push(sse(run.events.length, name, data))
+      run.push(formatEvent(run.events.length, name, data))
       lastSentAt = now()
       scheduleFlush(run)
     }
@@ -622,8 +621,8 @@ export function createChatService(deps: ChatServiceDeps) {
       if (!c && !feed.ended) {
         // the holder is gone without an ending: say so rather than wait forever
         const id = feed.events.length
-        feed.push(sse(id, 'error', { code: 'STREAM_ERROR', error: 'The stream was lost', request_id: requestId }))
-        feed.push(sse(id + 1, 'stream_end', { request_id: requestId, lines_processed: 0, duration_ms: 0, timestamp: unixSeconds() }))
+        feed.push(formatEvent(id, 'error', { code: 'STREAM_ERROR', error: 'The stream was lost', request_id: requestId }))
+        feed.push(formatEvent(id + 1, 'stream_end', { request_id: requestId, lines_processed: 0, duration_ms: 0, timestamp: unixSeconds() }))
       }
       feed.finish()
     }, tickMs)
@@ -734,9 +733,6 @@ export function createChatService(deps: ChatServiceDeps) {
       await guard(store.publish(channels.chatControl(), JSON.stringify({ t: 'cancel', tenant: caller.tenantId, rid: requestId } satisfies ControlMessage)))
       return { request_id: requestId, status: 'cancelled' }
     },
-
-    /** streams running on this instance */
-    activeCount: () => [...runs.values()].filter((r) => !r.ended).length,
 
     /**
      * Shutdown: no new streams; running ones may finish until `deadline` (epoch ms), then end with

@@ -1,10 +1,8 @@
 /**
- * What the chat stream says, independent of the framework: the events (one discriminated union), the name an
- * upstream line gets, and the SSE text of each. The route hands these to Elysia; tests can read them directly.
+ * What the chat stream says, independent of the framework: the name an upstream line gets, and the SSE text
+ * of an event and of a ping. The route hands these to Elysia; tests can read them directly.
  */
 
-/** one SSE event with its id, or the `: ping` comment sent while the upstream is silent */
-export type ChatEvent = { kind: 'event'; id: number; event: string; data: Record<string, unknown> } | { kind: 'ping' }
 
 const EVENT_NAME = /^[a-z][a-z0-9_.]{0,63}$/
 
@@ -23,8 +21,10 @@ export function eventName(line: Record<string, unknown>): string {
   return EVENT_NAME.test(type) ? type : 'message'
 }
 
-/** the wire text of an event: `id: <n>\nevent: <name>\ndata: <json>\n\n` */
-export function formatEvent(e: ChatEvent): string {
-  if (e.kind === 'ping') return ': ping\n\n'
-  return `id: ${e.id}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`
+/** the wire text of an event: `id: <n>\nevent: <name>\ndata: <json>\n\n` (JSON keeps newlines escaped: one data line) */
+export function formatEvent(id: number, name: string, data: Record<string, unknown>): string {
+  return `id: ${id}\nevent: ${name}\ndata: ${JSON.stringify(data)}\n\n`
 }
+
+/** the comment sent while a stream is silent */
+export const PING = ': ping\n\n'

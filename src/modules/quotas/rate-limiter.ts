@@ -199,17 +199,23 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     if (limited !== rules.length) return undefined // rare: leave mixed or unlimited sets to checkAll
     for (const rule of rules) validate(rule)
     const windows = rules.map(windowOf)
-    const ls = rules.map((r, i) => leaseOf(windows[i]!, r.limit))
+    const held = fromHeld(rules, windows, rules.map((r, i) => leaseOf(windows[i]!, r.limit)))
+    return held && deciding(held)
+  }
+
+  /**
+   * What the leases this instance holds decide without the store: a refusal when a window is used up, else one
+   * token from each — or undefined when some lease is empty.
+   */
+  function fromHeld(limited: readonly RateRule[], windows: Window[], ls: Lease[]): RateResult[] | undefined {
     const used = ls.findIndex((l) => l.exhausted)
-    if (used !== -1) return deciding(refusedBy(used, rules, windows, ls))
+    if (used !== -1) return refusedBy(used, limited, windows, ls)
     for (const l of ls) if (l.from > l.to) return undefined
-    return deciding(
-      ls.map((lease, i) => {
-        const count = lease.from++
-        lease.served++
-        return decide(rules[i]!, rules[i]!.limit, count, windows[i]!, false)
-      }),
-    )
+    return ls.map((lease, i) => {
+      const count = lease.from++
+      lease.served++
+      return decide(limited[i]!, limited[i]!.limit, count, windows[i]!, false)
+    })
   }
 
   /** one INCR per rule in one round trip; undefined while the store is away */
@@ -293,16 +299,9 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
   async function fromLeases(limited: readonly RateRule[], windows: Window[]): Promise<RateResult[] | undefined> {
     for (;;) {
       const ls = limited.map((r, i) => leaseOf(windows[i]!, r.limit))
-      const used = ls.findIndex((l) => l.exhausted)
-      if (used !== -1) return refusedBy(used, limited, windows, ls)
+      const held = fromHeld(limited, windows, ls)
+      if (held) return held
       const empty = ls.flatMap((l, i) => (l.from > l.to ? [i] : []))
-      if (empty.length === 0) {
-        return ls.map((lease, i) => {
-          const count = lease.from++
-          lease.served++
-          return decide(limited[i]!, limited[i]!.limit, count, windows[i]!, false)
-        })
-      }
       const idle = empty.filter((i) => !ls[i]!.fetching)
       if (idle.length === 0) {
         for (const i of empty) ls[i]!.waiters++
