@@ -20,7 +20,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { cpuMicros, machine, rssKb, spawnTarget, startSimulatorProcess, type Target } from './lib'
+import { cpuMicros, machine, rssKb, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const MAX_HTTP_REQUESTS = '4096'
 if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== MAX_HTTP_REQUESTS) {
@@ -51,7 +51,6 @@ const STREAM_TIMEOUT_MS = 60_000
 /** lines of a seed /query stream besides its chunks: retrieval_start/progress/result, generation_start/done */
 const EXTRA_LINES = 5
 
-const PASSWORD = 'bench-password-123'
 const tmpDataDir = mkdtempSync(join(tmpdir(), 'vh-bench-chat-'))
 const commonEnv = { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }
 
@@ -75,36 +74,32 @@ try {
   stops.push(() => simulator.stop())
   const relay = await spawnTarget('bare relay', 'bench/targets/bare-relay.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url })
   stops.push(() => relay.stop())
-  const gateway = await spawnTarget('gateway', 'src/index.ts', {
-    ...commonEnv,
-    ALGO_SERVICE_URL: simulator.url,
-    LOG_LEVEL: 'warn',
-    HOST: '127.0.0.1',
-    DATA_DIR: tmpDataDir,
-    BOOTSTRAP_ADMIN_PASSWORD: PASSWORD,
-    JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
-    // the embedded defaults: no DATABASE_URL (PGlite in DATA_DIR), no REDIS_URL (in-process store)
-    DATABASE_URL: '',
-    REDIS_URL: '',
-  })
+  const big = 2_000_000_000
+  const quotas = {
+    requests_per_minute_per_user: big,
+    requests_per_minute: big,
+    concurrent_streams_per_user: big,
+    concurrent_voice_sessions: big,
+    concurrent_voice_sessions_per_user: big,
+    daily_tokens: big,
+  }
+  const started = await startGateway('gateway', { algoUrl: simulator.url, dataDir: tmpDataDir, quotas, env: commonEnv })
+  const gateway = started.target
+  const token = started.token
   stops.push(() => gateway.stop())
-  const token = await prepareGateway(gateway.url)
   // The production shape, when the servers are here: Postgres and Redis instead of the embedded defaults.
   let production: { target: Target; token: string } | undefined
   if (process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL) {
-    const target = await spawnTarget('gateway (Postgres + Redis)', 'src/index.ts', {
-      ...commonEnv,
-      ALGO_SERVICE_URL: simulator.url,
-      LOG_LEVEL: 'warn',
-      HOST: '127.0.0.1',
-      DATA_DIR: tmpDataDir,
-      BOOTSTRAP_ADMIN_PASSWORD: PASSWORD,
-      JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
-      DATABASE_URL: process.env.BENCH_DATABASE_URL,
-      REDIS_URL: process.env.BENCH_REDIS_URL,
+    production = await startGateway('gateway (Postgres + Redis)', {
+      algoUrl: simulator.url,
+      dataDir: tmpDataDir,
+      quotas,
+      env: commonEnv,
+      databaseUrl: process.env.BENCH_DATABASE_URL,
+      redisUrl: process.env.BENCH_REDIS_URL,
     })
+    const { target } = production
     stops.push(() => target.stop())
-    production = { target, token: await prepareGateway(target.url) }
   }
 
   const json = { 'content-type': 'application/json' }
@@ -152,39 +147,6 @@ try {
 async function stopAll() {
   for (const stop of stops.reverse()) await stop().catch(() => {})
   rmSync(tmpDataDir, { recursive: true, force: true })
-}
-
-/** Logs in as the bootstrap admin and raises every quota of the `default` tenant; returns the access token. */
-async function prepareGateway(url: string): Promise<string> {
-  const login = await fetch(`${url}/api/v2/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ email: 'admin@example.com', password: PASSWORD }),
-  })
-  if (!login.ok) throw new Error(`login failed: ${login.status} ${await login.text()}`)
-  const { access_token } = (await login.json()) as { access_token: string }
-  const big = 2_000_000_000
-  const quotas = {
-    requests_per_minute_per_user: big,
-    requests_per_minute: big,
-    concurrent_streams_per_user: big,
-    concurrent_voice_sessions: big,
-    concurrent_voice_sessions_per_user: big,
-    daily_tokens: big,
-  }
-  let patch: Response
-  // A shared Redis may still count the previous run's requests against the default quotas: wait them out.
-  for (let attempt = 0; ; attempt++) {
-    patch = await fetch(`${url}/api/v2/admin/tenants/default`, {
-      method: 'PATCH',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${access_token}` },
-      body: JSON.stringify({ quotas }),
-    })
-    if (patch.status !== 429 || attempt === 15) break
-    await Bun.sleep(1000 * Math.min(5, Number(patch.headers.get('retry-after') ?? 5) || 5))
-  }
-  if (!patch.ok) throw new Error(`raising quotas failed: ${patch.status} ${await patch.text()}`)
-  return access_token
 }
 
 // ---- one stream, read and checked

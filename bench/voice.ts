@@ -26,7 +26,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { adminTokenWithQuotas, cpuMicros, machine, machineBusyMicros, percentile, rssKb, settle, spawnTarget, startSimulatorProcess, type Target } from './lib'
+import { cpuMicros, machine, machineBusyMicros, percentile, rssKb, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const { values: args } = parseArgs({
   options: {
@@ -61,7 +61,6 @@ const FRAME = new Uint8Array(FRAME_BYTES)
 for (let i = 0; i < FRAME_BYTES; i++) FRAME[i] = (i * 37 + 11) & 0xff
 const FRAME_B64 = Buffer.from(FRAME).toString('base64')
 
-const PASSWORD = 'bench-password-123'
 const tmpDataDir = mkdtempSync(join(tmpdir(), 'vh-bench-voice-'))
 
 // ---- targets
@@ -86,26 +85,15 @@ try {
   stops.push(() => simulator.stop())
   const relay = await spawnTarget('bare voice relay', 'bench/targets/bare-voice-relay.ts', { ALGO_SERVICE_URL: simulator.url })
   stops.push(() => relay.stop())
-  const gateway = await spawnTarget('gateway', 'src/index.ts', {
-    ALGO_SERVICE_URL: simulator.url,
-    LOG_LEVEL: 'warn',
-    HOST: '127.0.0.1',
-    DATA_DIR: tmpDataDir,
-    BOOTSTRAP_ADMIN_PASSWORD: PASSWORD,
-    JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
-    VOICE_MAX_SESSIONS_PER_USER: '0',
-    VOICE_MAX_SESSIONS_PER_TENANT: '0',
-    // the embedded defaults: no DATABASE_URL (PGlite in DATA_DIR), no REDIS_URL (in-process store)
-    DATABASE_URL: '',
-    REDIS_URL: '',
-  })
-  stops.push(() => gateway.stop())
-  const token = await adminTokenWithQuotas(gateway.url, PASSWORD, {
+  const quotas = {
     concurrent_voice_sessions: 0,
     concurrent_voice_sessions_per_user: 0,
     requests_per_minute_per_user: 100_000_000,
     requests_per_minute: 100_000_000,
-  })
+  }
+  const limitsOff = { VOICE_MAX_SESSIONS_PER_USER: '0', VOICE_MAX_SESSIONS_PER_TENANT: '0' }
+  const { target: gateway, token } = await startGateway('gateway', { algoUrl: simulator.url, dataDir: tmpDataDir, quotas, env: limitsOff })
+  stops.push(() => gateway.stop())
   const ws = (u: string) => u.replace(/^http/, 'ws')
   subjects = [
     {
@@ -130,25 +118,15 @@ try {
   const databaseUrl = process.env.BENCH_DATABASE_URL
   const redisUrl = process.env.BENCH_REDIS_URL
   if (databaseUrl && redisUrl) {
-    const deployed = await spawnTarget('gateway (Postgres + Redis)', 'src/index.ts', {
-      ALGO_SERVICE_URL: simulator.url,
-      LOG_LEVEL: 'warn',
-      HOST: '127.0.0.1',
-      DATA_DIR: tmpDataDir,
-      BOOTSTRAP_ADMIN_PASSWORD: PASSWORD,
-      JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
-      VOICE_MAX_SESSIONS_PER_USER: '0',
-      VOICE_MAX_SESSIONS_PER_TENANT: '0',
-      DATABASE_URL: databaseUrl,
-      REDIS_URL: redisUrl,
+    const { target: deployed, token: deployedToken } = await startGateway('gateway (Postgres + Redis)', {
+      algoUrl: simulator.url,
+      dataDir: tmpDataDir,
+      quotas,
+      env: limitsOff,
+      databaseUrl,
+      redisUrl,
     })
     stops.push(() => deployed.stop())
-    const deployedToken = await adminTokenWithQuotas(deployed.url, PASSWORD, {
-      concurrent_voice_sessions: 0,
-      concurrent_voice_sessions_per_user: 0,
-      requests_per_minute_per_user: 100_000_000,
-      requests_per_minute: 100_000_000,
-    })
     subjects.push({
       name: 'gateway (Postgres + Redis)',
       pid: deployed.pid,

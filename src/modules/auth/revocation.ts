@@ -76,24 +76,31 @@ export function createRevocation({ db, store, logger, bus, accessTtlS = 3600 }: 
     }
   })
 
+  /** every revocation that still matters, from Postgres: tokens not yet expired, revoked sessions not yet expired */
+  async function liveRevocations() {
+    const now = new Date()
+    const [tokens, revokedSessions] = await Promise.all([
+      db.select({ jti: revokedTokens.jti, expiresAt: revokedTokens.expiresAt }).from(revokedTokens).where(gt(revokedTokens.expiresAt, now)),
+      db
+        .select({ id: loginSessions.id, tenantId: loginSessions.tenantId, revokedAt: loginSessions.revokedAt, expiresAt: loginSessions.expiresAt })
+        .from(loginSessions)
+        .where(and(isNotNull(loginSessions.revokedAt), gt(loginSessions.expiresAt, now))),
+    ])
+    return { tokens, sessions: revokedSessions }
+  }
+
   /** adds every live revocation from Postgres (notices arriving meanwhile are kept: entries are only added) */
   async function loadMirror(): Promise<void> {
     const mine = ++generation
     complete = false
     try {
+      const { tokens, sessions: revokedSessions } = await liveRevocations()
       const now = Date.now()
-      const [tokens, revokedSessions] = await Promise.all([
-        db
-          .select({ jti: revokedTokens.jti, expiresAt: revokedTokens.expiresAt })
-          .from(revokedTokens)
-          .where(gt(revokedTokens.expiresAt, new Date(now))),
-        db
-          .select({ id: loginSessions.id, tenantId: loginSessions.tenantId, revokedAt: loginSessions.revokedAt, expiresAt: loginSessions.expiresAt })
-          .from(loginSessions)
-          .where(and(isNotNull(loginSessions.revokedAt), gt(loginSessions.revokedAt, new Date(now - accessTtlS * 1000)), gt(loginSessions.expiresAt, new Date(now)))),
-      ])
       for (const t of tokens) jtis.set(t.jti, t.expiresAt.getTime())
-      for (const s of revokedSessions) sessions.set(sessionKey(s.tenantId, s.id), sessionUntil(s.revokedAt!.getTime(), s.expiresAt.getTime()))
+      for (const s of revokedSessions) {
+        const until = sessionUntil(s.revokedAt!.getTime(), s.expiresAt.getTime())
+        if (until > now) sessions.set(sessionKey(s.tenantId, s.id), until)
+      }
       if (mine === generation && linkUp) complete = true
     } catch (err) {
       logger.warn({ err }, 'could not load revocations into the local mirror; checking the store per request')
@@ -138,17 +145,7 @@ export function createRevocation({ db, store, logger, bus, accessTtlS = 3600 }: 
   // ---- the store's denylists: the path when the mirror is not trusted
 
   async function reloadStore(): Promise<void> {
-    const now = new Date()
-    const [tokens, revokedSessions] = await Promise.all([
-      db
-        .select({ jti: revokedTokens.jti, expiresAt: revokedTokens.expiresAt })
-        .from(revokedTokens)
-        .where(gt(revokedTokens.expiresAt, now)),
-      db
-        .select({ id: loginSessions.id, tenantId: loginSessions.tenantId, expiresAt: loginSessions.expiresAt })
-        .from(loginSessions)
-        .where(and(isNotNull(loginSessions.revokedAt), gt(loginSessions.expiresAt, now))),
-    ])
+    const { tokens, sessions: revokedSessions } = await liveRevocations()
     const writes = [
       ...tokens.map((t) => () => setUntil(keys.revokedJti(t.jti), t.expiresAt)),
       ...revokedSessions.map((s) => () => setUntil(keys.revokedSession(s.tenantId, s.id), s.expiresAt)),
