@@ -10,6 +10,13 @@ export async function freePort(): Promise<number> {
   return port
 }
 
+/** SIGTERM, then SIGKILL if it has not exited within 5 s */
+async function stopProcess(proc: ReturnType<typeof Bun.spawn>): Promise<void> {
+  proc.kill('SIGTERM')
+  await Promise.race([proc.exited, Bun.sleep(5000)])
+  if (proc.exitCode === null) proc.kill('SIGKILL')
+}
+
 export interface Target {
   readonly name: string
   readonly url: string
@@ -44,11 +51,7 @@ export async function spawnTarget(
     name,
     url,
     pid: proc.pid,
-    async stop() {
-      proc.kill('SIGTERM')
-      await Promise.race([proc.exited, Bun.sleep(5000)])
-      if (proc.exitCode === null) proc.kill('SIGKILL')
-    },
+    stop: () => stopProcess(proc),
   }
 }
 
@@ -132,11 +135,7 @@ export async function startSimulatorProcess(env: Record<string, string> = {}): P
     name: 'simulator',
     url,
     pid: proc.pid,
-    async stop() {
-      proc.kill('SIGTERM')
-      await Promise.race([proc.exited, Bun.sleep(5000)])
-      if (proc.exitCode === null) proc.kill('SIGKILL')
-    },
+    stop: () => stopProcess(proc),
   }
 }
 

@@ -1,6 +1,7 @@
 /** Wire contracts of /api/v2/admin (contract §7). Permission and role names are checked by the services. */
 import { t } from 'elysia'
 import { ErrorResponse, Page } from '../../http/models'
+import { UserView as AuthUserView } from '../auth/model'
 
 export { ErrorResponse, Page }
 
@@ -70,18 +71,16 @@ export const UpdateTenantBody = t.Object(
 
 const UserStatus = t.Union([t.Literal('active'), t.Literal('disabled')])
 
-export const UserView = t.Object({
-  id: t.String(),
-  email: t.String(),
-  username: t.String(),
-  tenant_id: t.String(),
-  roles: t.Array(t.String()),
-  permissions: t.Array(t.String()),
-  status: UserStatus,
-  created_at: Timestamp,
-  updated_at: Timestamp,
-  last_login_at: t.Nullable(Timestamp),
-})
+export const UserView = t.Composite([
+  AuthUserView,
+  t.Object({
+    permissions: t.Array(t.String()),
+    status: UserStatus,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    last_login_at: t.Nullable(Timestamp),
+  }),
+])
 export const UserList = listOf(UserView)
 
 export const CreateUserBody = t.Object({
