@@ -122,6 +122,24 @@ function leaseSuite(name: string, createStore: () => Promise<Store>): void {
       expect(limiter.tryLeased([{ ...r, lease: false }])).toBeUndefined()
     })
 
+    test('steady traffic never waits for the store: the next block is reserved while the current one still serves', async () => {
+      const limiter = createRateLimiter({ store: stores[0]!, now: () => fixedNow })
+      const r = rule(1_000_000)
+      for (let i = 0; i < 20; i++) await limiter.check(r) // warm: blocks sized to the demand
+      let waited = 0
+      const remaining: number[] = []
+      for (let i = 0; i < 3_000; i++) {
+        const now = limiter.tryLeased([r])
+        if (!now) waited++
+        remaining.push((now ?? (await limiter.checkAll([r]))).remaining)
+        if (i % 10 === 9) await Bun.sleep(1) // a request every ~0.1 ms: the store answers between them
+      }
+      expect(waited).toBe(0)
+      // blocks handed out in order, each count once
+      expect(new Set(remaining).size).toBe(3_000)
+      expect(remaining.every((x, i) => i === 0 || x < remaining[i - 1]!)).toBe(true)
+    })
+
     test('a refusal by one rule takes nothing from the other', async () => {
       const limiter = createRateLimiter({ store: stores[0]!, now: () => fixedNow })
       const user = rule(3)

@@ -21,11 +21,19 @@ export interface AuthenticatorDeps {
   apiKeys: ApiKeys
 }
 
+const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i
+const WHITESPACE = /\s/
+
 /** The credential a request carries: `Authorization: Bearer <jwt | vh_…>` or `X-API-Key: vh_…`. */
 export function credentialOf(headers: Headers): string | null {
   const authorization = headers.get('authorization')
   if (authorization) {
-    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization)
+    // the common spelling without the general pattern's match array
+    if (authorization.startsWith('Bearer ')) {
+      const token = authorization.slice(7)
+      if (token.length > 0 && !WHITESPACE.test(token)) return token
+    }
+    const match = BEARER.exec(authorization)
     return match ? match[1]! : ''
   }
   return headers.get('x-api-key')

@@ -7,7 +7,7 @@ import { Elysia } from 'elysia'
 import { AppError } from '../../errors'
 import type { Metrics } from '../../observability/metrics'
 import { decide } from '../access'
-import { type RateLimiter, type RateResult, type RateRule, rateLimitHeaders } from '../quotas'
+import { type RateLimiter, type RateResult, type RateRule, rateLimitHeaders, writeRateLimitHeaders } from '../quotas'
 import type { Authenticate } from './authenticate'
 import { authErrors } from './errors'
 import type { IdentityCache, IdentityTenant } from './identity-cache'
@@ -35,24 +35,37 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
     ]
   }
 
+  // The rules follow from the tenant's cache entry and the user: kept per entry (an invalidation replaces it),
+  // so the limiter sees the same rule objects request after request.
+  const rulesByTenant = new WeakMap<IdentityTenant, Map<string, RateRule[]>>()
+  function cachedRules(who: { userId: string; tenantId: string }, tenant: IdentityTenant): RateRule[] {
+    let byUser = rulesByTenant.get(tenant)
+    if (!byUser) rulesByTenant.set(tenant, (byUser = new Map()))
+    let rules = byUser.get(who.userId)
+    if (!rules) {
+      if (byUser.size >= 10_000) byUser.clear()
+      byUser.set(who.userId, (rules = rulesFor(who, tenant)))
+    }
+    return rules
+  }
+
   /**
    * Per user and per tenant (the caller's own tenant, also when a super_admin acts in another). Answered
    * without a promise when the tenant is cached and this instance's leases can decide; a promise otherwise.
    */
   function rateLimit(who: { userId: string; tenantId: string }, set: { headers: Record<string, string | number> }): void | Promise<void> {
     const tenant = identity.peekTenant(who.tenantId)
-    const now = tenant !== undefined ? limiter.tryLeased(rulesFor(who, tenant)) : undefined
+    const now = tenant ? limiter.tryLeased(cachedRules(who, tenant)) : undefined
     if (now) return applyRateLimit(now, set)
     return (async () => applyRateLimit(await limiter.checkAll(rulesFor(who, await identity.tenant(who.tenantId))), set))()
   }
 
   function applyRateLimit(result: RateResult, set: { headers: Record<string, string | number> }): void {
-    const headers = rateLimitHeaders(result)
     if (!result.allowed) {
       metrics.rateLimitRejections.inc({ scope: result.scope })
-      throw new AppError(429, 'RATE_LIMITED', 'Too many requests', { scope: result.scope, retry_after_s: result.retryAfterS }, { headers })
+      throw new AppError(429, 'RATE_LIMITED', 'Too many requests', { scope: result.scope, retry_after_s: result.retryAfterS }, { headers: rateLimitHeaders(result) })
     }
-    Object.assign(set.headers, headers)
+    writeRateLimitHeaders(set.headers, result)
   }
 
   // A route permission's decision depends on the subject alone, which is one object per identity-cache entry.
@@ -65,9 +78,11 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
     return answer
   }
 
-  // Filled by the transform step, read by resolve: authentication runs in `transform` so that it comes
-  // before body validation — an unauthenticated caller learns nothing about a route's schema.
-  const principals = new WeakMap<Request, Principal>()
+  // Put on the request's `set` by the transform step, read by resolve: authentication runs in `transform` so that
+  // it comes before body validation — an unauthenticated caller learns nothing about a route's schema. (Hooks
+  // name what they read: Elysia prepares only the context parts its hooks destructure.)
+  const PRINCIPAL = Symbol('principal')
+  type Set = { headers: Record<string, string | number>; [PRINCIPAL]?: Principal }
 
   /** counts the refusal (rate limiting has its own counter) and passes it on */
   function refused(err: unknown): never {
@@ -75,25 +90,25 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
     throw err
   }
 
-  function accept(principal: Principal, request: Request, set: { headers: Record<string, string | number> }, required: string | true): void {
+  function accept(principal: Principal, set: Set, required: string | true): void {
     if (required !== true && !allowed(principal.subject, required)) refused(authErrors.permissionDenied(required))
     if (principal.expiresAt !== undefined && principal.expiresAt - Date.now() / 1000 < REFRESH_HINT_S) {
       set.headers['x-token-refresh-required'] = 'true'
       set.headers['x-token-expires-at'] = String(principal.expiresAt)
     }
-    principals.set(request, principal)
+    set[PRINCIPAL] = principal
   }
 
   /** synchronous when the caller's token was resolved before and nothing about it changed; a promise otherwise */
-  function admit(request: Request, set: { headers: Record<string, string | number> }, required: string | true): void | Promise<void> {
+  function admit(request: Request, set: Set, required: string | true): void | Promise<void> {
     let principal: Principal | Promise<Principal>
     try {
       principal = authenticate(request, (who) => rateLimit(who, set))
     } catch (err) {
       return refused(err)
     }
-    if (principal instanceof Promise) return principal.then((p) => accept(p, request, set, required), refused)
-    accept(principal, request, set, required)
+    if (principal instanceof Promise) return principal.then((p) => accept(p, set, required), refused)
+    accept(principal, set, required)
   }
 
   return new Elysia({ name: 'voicehelper.auth' }).macro({
@@ -106,7 +121,7 @@ export function authPlugin({ authenticate, identity, limiter, metrics }: AuthPlu
           'x-permission': required === true ? 'authenticated' : required,
         },
         transform: ({ request, set }) => admit(request, set, required),
-        resolve: ({ request }) => ({ principal: principals.get(request)! }),
+        resolve: ({ set }) => ({ principal: (set as Set)[PRINCIPAL]! }),
       }
     },
   })

@@ -10,4 +10,4 @@ export {
   type RateResult,
   type RateRule,
 } from './rate-limiter.ts'
-export { rateLimitHeaders } from './headers.ts'
+export { rateLimitHeaders, writeRateLimitHeaders } from './headers.ts'

@@ -113,6 +113,13 @@ interface Lease {
   left: number
   /** the window is used up: leased counts only grow, so every further request is refused without asking */
   exhausted: boolean
+  /** the size of the last block asked for */
+  size: number
+  /**
+   * The block reserved ahead, while the current one ran low, so that steady traffic never waits for the store;
+   * an empty one (from > to) says the window had nothing left.
+   */
+  next: { from: number; to: number } | undefined
 }
 
 interface Window {
@@ -145,18 +152,16 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     }
   }
 
-  /** the current window's store key per rule, built once per window (keys encode their parts) */
-  const windowKeys = new Map<string, { start: number; key: string }>()
+  /** the current window's store key per rule object (callers on the hot path pass the same objects), built once per window */
+  const windowKeys = new WeakMap<RateRule, { start: number; key: string }>()
 
   function windowOf(rule: RateRule): Window {
     const now = clock()
     const start = Math.floor(now / rule.windowMs) * rule.windowMs
-    const id = `${rule.scope}\u0000${rule.id}`
-    let known = windowKeys.get(id)
+    let known = windowKeys.get(rule)
     if (known?.start !== start) {
-      if (windowKeys.size >= 50_000) windowKeys.clear()
       known = { start, key: keys.rateLimit(rule.scope, rule.id, start) }
-      windowKeys.set(id, known)
+      windowKeys.set(rule, known)
     }
     return { key: known.key, end: start + rule.windowMs, now }
   }
@@ -208,14 +213,32 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
    * token from each — or undefined when some lease is empty.
    */
   function fromHeld(limited: readonly RateRule[], windows: Window[], ls: Lease[]): RateResult[] | undefined {
+    for (const l of ls) if (l.from > l.to && l.next) takeNext(l)
     const used = ls.findIndex((l) => l.exhausted)
     if (used !== -1) return refusedBy(used, limited, windows, ls)
     for (const l of ls) if (l.from > l.to) return undefined
-    return ls.map((lease, i) => {
+    let low: number[] | undefined
+    const results = ls.map((lease, i) => {
       const count = lease.from++
       lease.served++
+      if (runningLow(lease)) (low ??= []).push(i)
       return decide(limited[i]!, limited[i]!.limit, count, windows[i]!, false)
     })
+    if (low) void reserve(limited, windows, low, ls)
+    return results
+  }
+
+  /** half of the last block is gone and nothing is on its way: reserve the next one now */
+  function runningLow(lease: Lease): boolean {
+    return lease.size >= 2 && !lease.fetching && !lease.next && (lease.to - lease.from + 1) * 2 <= lease.size
+  }
+
+  function takeNext(lease: Lease): void {
+    const { from, to } = lease.next!
+    lease.next = undefined
+    lease.from = from
+    lease.to = to
+    if (from > to) lease.exhausted = true
   }
 
   /** one INCR per rule in one round trip; undefined while the store is away */
@@ -234,12 +257,13 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     let lease = leases.get(w.key)
     if (!lease) {
       if (performance.now() - lastSweep > LEASE_SWEEP_INTERVAL_MS) sweepLeases(w.now)
-      lease = { end: w.end, limit, from: 1, to: 0, fetching: undefined, waiters: 0, served: 0, fetchedAt: 0, left: limit, exhausted: false }
+      lease = { end: w.end, limit, from: 1, to: 0, fetching: undefined, waiters: 0, served: 0, fetchedAt: 0, left: limit, exhausted: false, size: 0, next: undefined }
       leases.set(w.key, lease)
     } else if (lease.limit !== limit) {
       lease.limit = limit
       lease.to = Math.min(lease.to, limit)
       lease.exhausted = false
+      if (lease.next && (lease.next.to = Math.min(lease.next.to, limit)) < lease.next.from) lease.next = undefined
     }
     return lease
   }
@@ -274,14 +298,11 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
           lease.served = 0
           lease.fetchedAt = performance.now()
           lease.left = Math.max(0, limit - to)
-          if (to >= from) {
-            lease.from = from
-            lease.to = to
-          } else {
-            lease.from = top + 1
-            lease.to = top
-            lease.exhausted = true
-          }
+          lease.size = sizes[k]!
+          // an empty block (to < from) means the window is used up
+          lease.next = to >= from ? { from, to } : { from: top + 1, to: top }
+          // reserved ahead while the current block still serves: it waits its turn
+          if (lease.from > lease.to) takeNext(lease)
         })
         return true
       })
