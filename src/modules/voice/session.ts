@@ -6,7 +6,7 @@
 import type { ServerWebSocket } from 'bun'
 import type { VoiceSessionStatus } from '../../db/schema'
 import { applyConfig, CAPABILITIES, parseClientMessage, type VoiceConfig } from './protocol'
-import { UpstreamLink, type UpstreamFailure } from './upstream-link'
+import { UpstreamLink, type UpstreamEvents, type UpstreamFailure } from './upstream-link'
 
 export type EndReason =
   | 'client_ended'
@@ -94,7 +94,7 @@ interface Reply {
 
 export type ClientSocket = ServerWebSocket<unknown>
 
-export class VoiceSession {
+export class VoiceSession implements UpstreamEvents {
   readonly id: string
   readonly tenantId: string
   readonly userId: string
@@ -132,27 +132,44 @@ export class VoiceSession {
     this.conversationId = init.conversationId
     this.config = init.config
     this.buildAudioPrefix()
-    this.upstream = new UpstreamLink({
-      url: init.upstreamUrl,
-      headers: init.traceparent ? { traceparent: init.traceparent } : undefined,
-      connectTimeoutMs: ctx.connectTimeoutMs,
-      maxBufferedBytes: ctx.maxBufferedBytes,
-      onOpen: () => {
-        this.upstreamOpen = true
-        this.maybeInitialize()
+    this.upstream = new UpstreamLink(
+      {
+        url: init.upstreamUrl,
+        headers: init.traceparent ? { traceparent: init.traceparent } : undefined,
+        connectTimeoutMs: ctx.connectTimeoutMs,
+        maxBufferedBytes: ctx.maxBufferedBytes,
       },
-      onEvent: (raw) => this.onUpstreamEvent(raw),
-      onFailure: (kind) => {
-        ctx.onUpstreamTrouble(this, kind)
-        this.end('upstream_error')
-      },
-      onDropped: (frames) => {
-        this.counters.dropped += frames
-        ctx.dropped('upstream', frames)
-      },
-      onRelayed: (ms) => this.relayed('upstream', ms),
-      onReconnecting: () => ctx.onUpstreamTrouble(this, 'reconnecting'),
-    })
+      this,
+    )
+  }
+
+  // ---- what the upstream link reports (UpstreamEvents)
+
+  upstreamOpened(): void {
+    this.upstreamOpen = true
+    this.maybeInitialize()
+  }
+
+  upstreamEvent(raw: string): void {
+    this.onUpstreamEvent(raw)
+  }
+
+  upstreamFailed(kind: UpstreamFailure): void {
+    this.ctx.onUpstreamTrouble(this, kind)
+    this.end('upstream_error')
+  }
+
+  upstreamDropped(frames: number): void {
+    this.counters.dropped += frames
+    this.ctx.dropped('upstream', frames)
+  }
+
+  upstreamRelayed(ms: number): void {
+    this.relayed('upstream', ms)
+  }
+
+  upstreamReconnecting(): void {
+    this.ctx.onUpstreamTrouble(this, 'reconnecting')
   }
 
   /** to this instance's observers (Bun topic); the client itself is not subscribed */

@@ -15,16 +15,20 @@ export interface UpstreamLinkOptions {
   connectTimeoutMs: number
   /** bytes buffered in the socket before frames wait (and queued bytes before stale audio is dropped) */
   maxBufferedBytes: number
-  onOpen(): void
-  onEvent(raw: string): void
+}
+
+/** What the link tells its owner (an object with these methods, so an idle session holds no closures for them). */
+export interface UpstreamEvents {
+  upstreamOpened(): void
+  upstreamEvent(raw: string): void
   /** the link gave up; called once */
-  onFailure(kind: UpstreamFailure): void
+  upstreamFailed(kind: UpstreamFailure): void
   /** audio frames dropped from the queue */
-  onDropped(frames: number): void
+  upstreamDropped(frames: number): void
   /** a frame was handed to the socket `ms` after it was received */
-  onRelayed(ms: number): void
+  upstreamRelayed(ms: number): void
   /** the connection dropped and is being re-opened */
-  onReconnecting?(): void
+  upstreamReconnecting(): void
 }
 
 interface Queued {
@@ -45,7 +49,10 @@ export class UpstreamLink {
   private everOpened = false
   private pollTimer: ReturnType<typeof setTimeout> | undefined
 
-  constructor(private readonly o: UpstreamLinkOptions) {
+  constructor(
+    private readonly o: UpstreamLinkOptions,
+    private readonly events: UpstreamEvents,
+  ) {
     this.connect()
   }
 
@@ -59,7 +66,7 @@ export class UpstreamLink {
     const ws = this.ws
     if (this.open && this.queue.length === 0 && ws!.bufferedAmount < this.o.maxBufferedBytes) {
       ws!.send(text)
-      this.o.onRelayed(performance.now() - at)
+      this.events.upstreamRelayed(performance.now() - at)
       return
     }
     this.queue.push({ text, audio, at })
@@ -96,7 +103,7 @@ export class UpstreamLink {
       } else kept.push(q)
     }
     this.queue = kept
-    if (dropped > 0) this.o.onDropped(dropped)
+    if (dropped > 0) this.events.upstreamDropped(dropped)
   }
 
   private flush(): void {
@@ -107,7 +114,7 @@ export class UpstreamLink {
       const q = this.queue[sent++]!
       ws.send(q.text)
       this.queuedBytes -= q.text.length
-      this.o.onRelayed(performance.now() - q.at)
+      this.events.upstreamRelayed(performance.now() - q.at)
     }
     if (sent > 0) this.queue = sent === this.queue.length ? [] : this.queue.slice(sent)
     if (this.queue.length > 0) this.schedulePoll()
@@ -133,12 +140,12 @@ export class UpstreamLink {
       this.open = true
       if (!this.everOpened) {
         this.everOpened = true
-        this.o.onOpen()
+        this.events.upstreamOpened()
       }
       this.flush()
     }
     ws.onmessage = (e) => {
-      if (this.ws === ws && typeof e.data === 'string') this.o.onEvent(e.data)
+      if (this.ws === ws && typeof e.data === 'string') this.events.upstreamEvent(e.data)
     }
     ws.onclose = () => {
       clearTimeout(timer)
@@ -147,7 +154,7 @@ export class UpstreamLink {
       this.open = false
       if (wasOpen && !this.reconnected) {
         this.reconnected = true
-        this.o.onReconnecting?.()
+        this.events.upstreamReconnecting()
         this.connect()
         return
       }
@@ -165,6 +172,6 @@ export class UpstreamLink {
     } catch {
       // ignore
     }
-    this.o.onFailure(kind)
+    this.events.upstreamFailed(kind)
   }
 }
