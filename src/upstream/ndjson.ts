@@ -73,10 +73,25 @@ class PartialLine {
   }
 }
 
-export async function* readNdjson(
+/** One item at a time (a view over `readNdjsonBatches`). */
+export async function* readNdjson(body: ReadableStream<Uint8Array>, opts: NdjsonOptions): AsyncGenerator<NdjsonItem> {
+  for await (const batch of readNdjsonBatches(body, opts)) {
+    for (const item of batch) {
+      yield item
+      // Lines already received must not be handed out after an abort.
+      if (opts.signal?.aborted) throw opts.signal.reason
+    }
+  }
+}
+
+/**
+ * The items of each read from the body, together: a relay handles the lines of one network read in one turn
+ * instead of resuming a generator per line.
+ */
+export async function* readNdjsonBatches(
   body: ReadableStream<Uint8Array>,
   opts: NdjsonOptions,
-): AsyncGenerator<NdjsonItem> {
+): AsyncGenerator<NdjsonItem[]> {
   const { maxLineBytes, signal } = opts
   const reader = body.getReader()
   // Cancelling the reader ends a pending read(), so an abort is noticed even while the upstream is silent.
@@ -102,11 +117,16 @@ export async function* readNdjson(
       if (signal?.aborted) throw signal.reason
       if (chunk.done) break
       const bytes = chunk.value
+      const batch: NdjsonItem[] = []
       let start = 0
       while (start < bytes.length) {
         const nl = bytes.indexOf(NEWLINE, start)
         const end = nl === -1 ? bytes.length : nl
-        if (partial.length + (end - start) > maxLineBytes) throw tooLong()
+        if (partial.length + (end - start) > maxLineBytes) {
+          // the lines before it in this read are still handed out
+          if (batch.length > 0) yield batch
+          throw tooLong()
+        }
         if (nl === -1) {
           partial.push(bytes.subarray(start))
           break
@@ -115,14 +135,15 @@ export async function* readNdjson(
         start = nl + 1
         if (!item) continue
         lineNumber = item.lineNumber
-        yield item
-        // Lines already received must not be handed out after an abort.
-        if (signal?.aborted) throw signal.reason
+        batch.push(item)
       }
+      if (batch.length > 0) yield batch
+      // Lines already received must not be handed out after an abort.
+      if (signal?.aborted) throw signal.reason
     }
     // The last line may lack its newline; it still counts.
     const item = parseLine(partial.take(new Uint8Array(0)), lineNumber + 1)
-    if (item) yield item
+    if (item) yield [item]
     finished = true
   } finally {
     signal?.removeEventListener('abort', onAbort)

@@ -51,8 +51,13 @@ export interface UpstreamQuery {
 export interface UpstreamStream {
   /** The base URL that is answering. */
   upstream: string
-  /** Items from the first line on. Throws UpstreamError (STREAM_ERROR, ALGO_TIMEOUT) or the abort reason. */
-  lines: AsyncGenerator<NdjsonItem>
+  /**
+   * Items from the first line on, those of one network read together. Throws UpstreamError (STREAM_ERROR,
+   * ALGO_TIMEOUT) or the abort reason.
+   */
+  batches: AsyncGenerator<NdjsonItem[]>
+  /** The same items one at a time (reads `batches`: use one or the other). */
+  readonly lines: AsyncGenerator<NdjsonItem>
   /** Aborts the upstream request (its socket closes) and releases its slot; safe to call more than once. */
   cancel(reason?: string): void
 }

@@ -8,7 +8,7 @@
  */
 import type { Breaker } from './breaker.ts'
 import { UpstreamError } from './errors.ts'
-import { readNdjson, type NdjsonItem } from './ndjson.ts'
+import { readNdjsonBatches, type NdjsonItem } from './ndjson.ts'
 import type { UpstreamQuery, UpstreamStream } from './pool.ts'
 
 /** The pool's bookkeeping for one base URL. */
@@ -91,8 +91,8 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
   if (req.signal.aborted) ctrl.abort(req.signal.reason)
   arm(s.firstByteTimeoutMs, `no answer from the algorithm service within ${s.firstByteTimeoutMs} ms`)
 
-  let lines: AsyncGenerator<NdjsonItem>
-  let first: IteratorResult<NdjsonItem>
+  let lines: AsyncGenerator<NdjsonItem[]>
+  let first: IteratorResult<NdjsonItem[]>
   try {
     const headers: Record<string, string> = {
       'Content-Type': 'application/json',
@@ -119,7 +119,7 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
         upstream: u.url,
       })
     }
-    lines = readNdjson(response.body ?? new ReadableStream(), { maxLineBytes: s.maxLineBytes, signal })
+    lines = readNdjsonBatches(response.body ?? new ReadableStream(), { maxLineBytes: s.maxLineBytes, signal })
     first = await lines.next()
   } catch (err) {
     judge(err)
@@ -135,7 +135,7 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
   if (first.done || u.breaker.state() === 'half_open') u.breaker.success()
   if (first.done) release()
 
-  async function* relay(): AsyncGenerator<NdjsonItem> {
+  async function* relay(): AsyncGenerator<NdjsonItem[]> {
     let ended = false
     try {
       if (first.done) return void (ended = true)
@@ -166,11 +166,26 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
     }
   }
 
+  const batches = relay()
+  let flat: AsyncGenerator<NdjsonItem> | undefined
   return {
     upstream: u.url,
-    lines: relay(),
+    batches,
+    get lines() {
+      return (flat ??= flatten(batches, signal))
+    },
     cancel(reason = 'cancelled') {
       ctrl.abort(new DOMException(reason, 'AbortError'))
     },
+  }
+}
+
+/** one item at a time; nothing more is handed out once `signal` has aborted */
+async function* flatten(batches: AsyncGenerator<NdjsonItem[]>, signal: AbortSignal): AsyncGenerator<NdjsonItem> {
+  for await (const batch of batches) {
+    for (const item of batch) {
+      if (signal.aborted) throw signal.reason
+      yield item
+    }
   }
 }

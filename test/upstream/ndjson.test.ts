@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { startSimulator, type Simulator } from '../../src/simulator/server.ts'
 import { LINE_TOO_LONG, UpstreamError } from '../../src/upstream/errors.ts'
-import { readNdjson } from '../../src/upstream/ndjson.ts'
+import { readNdjson, readNdjsonBatches } from '../../src/upstream/ndjson.ts'
 import { ask, chunked, collect, failure, readAll } from './helpers.ts'
 
 const values = (items: Awaited<ReturnType<typeof readAll>>) => items.map((i) => (i.kind === 'line' ? i.value : i))
@@ -52,6 +52,24 @@ describe('readNdjson on chosen chunk boundaries', () => {
   test('bytes that are not UTF-8 make an invalid line', async () => {
     const items = await readAll(chunked(Uint8Array.of(0x7b, 0xff, 0x7d, 0x0a), '{"a":1}\n'))
     expect(items.map((i) => i.kind)).toEqual(['invalid', 'line'])
+  })
+
+  test('batches: the lines of one read come together, split lines join the read that completes them', async () => {
+    const batches: number[][] = []
+    for await (const batch of readNdjsonBatches(chunked('{"a":1}\n{"b":2}\n{"c"', ':3}\n', '\n\n', '{"d":4}'), { maxLineBytes: 1024 })) {
+      batches.push(batch.map((i) => i.lineNumber))
+    }
+    // a read with no complete line yields nothing; the last line without a newline comes alone at the end
+    expect(batches).toEqual([[1, 2], [3], [4]])
+  })
+
+  test('a line past the limit: the lines before it in the same read are still handed out, then STREAM_ERROR', async () => {
+    const seen: unknown[] = []
+    const err = await failure((async () => {
+      for await (const item of readNdjson(chunked(`{"a":1}\n{"b":2}\n{"big":"${'x'.repeat(2000)}"}\n`), { maxLineBytes: 1024 })) seen.push(item.lineNumber)
+    })())
+    expect(seen).toEqual([1, 2])
+    expect(err).toMatchObject({ code: 'STREAM_ERROR' })
   })
 
   test('a final line without a newline is still read', async () => {

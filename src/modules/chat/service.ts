@@ -458,32 +458,32 @@ export function createChatService(deps: ChatServiceDeps) {
       upstreamStream = await query
       upstreamUrl = upstreamStream.upstream
       let failed = false
-      for (;;) {
-        const next = await upstreamStream.lines.next()
-        if (next.done) break
-        const item = next.value
-        if (item.kind === 'invalid') {
-          invalidLines++
-          continue
+      // the lines of one upstream read are handled in one turn (a cancel can only land between reads)
+      for await (const batch of upstreamStream.batches) {
+        for (const item of batch) {
+          if (item.kind === 'invalid') {
+            invalidLines++
+            continue
+          }
+          const line = item.value
+          const name = eventName(line)
+          if (linesProcessed++ === 0) metrics?.chatFirstEvent.observe((now() - started) / 1000)
+          if (name === 'generation_chunk') {
+            ttftMs ??= now() - started
+            text += chunkText(line)
+          } else if (name === 'retrieval_result') {
+            const refs = line.references ?? line.refs
+            if (Array.isArray(refs)) references = refs
+          } else if (name === 'error') {
+            failed = true
+          }
+          if (line.usage && typeof line.usage === 'object') usage = line.usage as Record<string, unknown>
+          // the parsed line is ours: enrich it in place
+          line.request_id = run.requestId
+          line.line_number = item.lineNumber
+          line.timestamp = unixSeconds()
+          emit(name, line)
         }
-        const line = item.value
-        const name = eventName(line)
-        if (linesProcessed++ === 0) metrics?.chatFirstEvent.observe((now() - started) / 1000)
-        if (name === 'generation_chunk') {
-          ttftMs ??= now() - started
-          text += chunkText(line)
-        } else if (name === 'retrieval_result') {
-          const refs = line.references ?? line.refs
-          if (Array.isArray(refs)) references = refs
-        } else if (name === 'error') {
-          failed = true
-        }
-        if (line.usage && typeof line.usage === 'object') usage = line.usage as Record<string, unknown>
-        // the parsed line is ours: enrich it in place
-        line.request_id = run.requestId
-        line.line_number = item.lineNumber
-        line.timestamp = unixSeconds()
-        emit(name, line)
       }
       upstreamFinished = true
       upstreamOutcome = failed ? 'failed' : 'completed'
