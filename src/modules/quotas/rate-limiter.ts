@@ -15,9 +15,10 @@
  * instance reserves a block of the window's count in one atomic INCRBY and serves requests from it locally.
  * The store's count covers every reservation, so the fleet never admits more than the limit; a block is sized
  * to about LEASE_HORIZON_MS of this instance's recent demand, never more than 1/LEASE_SHARE of what was left
- * in the window (so near the limit blocks shrink to single requests), and at most MAX_LEASE. The price: tokens
- * reserved by one instance and not used by the window's end are not available to another — at most one block
- * per instance per window, i.e. a few per cent of a limit that is actually being reached.
+ * in the window (so near the limit blocks shrink to single requests), and at most MAX_LEASE. When half a block
+ * is gone the next one is reserved, so steady traffic never waits for the store. The price: tokens reserved by
+ * one instance and not used by the window's end are not available to another — at most two blocks per instance
+ * per window (the one serving and the one reserved ahead), i.e. a few per cent of a limit actually being reached.
  */
 import { keys, StoreUnavailableError, type Store } from '../../store'
 import { createLocalCounter } from './local-counter.ts'
