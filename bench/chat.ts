@@ -16,11 +16,8 @@
  * without it this script re-runs itself with BUN_CONFIG_MAX_HTTP_REQUESTS=4096 (the relay and the gateway get it too).
  * The gateway runs on its embedded defaults: PGlite in a temporary DATA_DIR and the in-memory store.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { cpuMicros, machine, rssKb, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
+import { benchRun, cpuMicros, machine, rssKb, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const MAX_HTTP_REQUESTS = '4096'
 if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== MAX_HTTP_REQUESTS) {
@@ -51,7 +48,8 @@ const STREAM_TIMEOUT_MS = 60_000
 /** lines of a seed /query stream besides its chunks: retrieval_start/progress/result, generation_start/done */
 const EXTRA_LINES = 5
 
-const tmpDataDir = mkdtempSync(join(tmpdir(), 'vh-bench-chat-'))
+const scope = benchRun('vh-bench-chat-')
+const { stopAll } = scope
 const commonEnv = { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }
 
 // ---- targets
@@ -66,14 +64,13 @@ interface Subject {
   body(message: string, i: number): string
 }
 
-const stops: Array<() => Promise<void>> = []
 let subjects: Subject[] = []
 let simulator: Target
 try {
   simulator = await startSimulatorProcess()
-  stops.push(() => simulator.stop())
+  scope.keep(simulator)
   const relay = await spawnTarget('bare relay', 'bench/targets/bare-relay.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url })
-  stops.push(() => relay.stop())
+  scope.keep(relay)
   const big = 2_000_000_000
   const quotas = {
     requests_per_minute_per_user: big,
@@ -83,23 +80,23 @@ try {
     concurrent_voice_sessions_per_user: big,
     daily_tokens: big,
   }
-  const started = await startGateway('gateway', { algoUrl: simulator.url, dataDir: tmpDataDir, quotas, env: commonEnv })
+  const started = await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas, env: commonEnv })
   const gateway = started.target
   const token = started.token
-  stops.push(() => gateway.stop())
+  scope.keep(gateway)
   // The production shape, when the servers are here: Postgres and Redis instead of the embedded defaults.
   let production: { target: Target; token: string } | undefined
   if (process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL) {
     production = await startGateway('gateway (Postgres + Redis)', {
       algoUrl: simulator.url,
-      dataDir: tmpDataDir,
+      dataDir: scope.dataDir,
       quotas,
       env: commonEnv,
       databaseUrl: process.env.BENCH_DATABASE_URL,
       redisUrl: process.env.BENCH_REDIS_URL,
     })
     const { target } = production
-    stops.push(() => target.stop())
+    scope.keep(target)
   }
 
   const json = { 'content-type': 'application/json' }
@@ -142,11 +139,6 @@ try {
 } catch (err) {
   await stopAll()
   throw err
-}
-
-async function stopAll() {
-  for (const stop of stops.reverse()) await stop().catch(() => {})
-  rmSync(tmpDataDir, { recursive: true, force: true })
 }
 
 // ---- one stream, read and checked

@@ -1,5 +1,7 @@
 /** Shared pieces of the benchmarks: spawning targets in their own processes and driving wrk. */
-import { resolve } from 'node:path'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 
 export const ROOT = resolve(import.meta.dir, '..')
 
@@ -15,6 +17,23 @@ async function stopProcess(proc: ReturnType<typeof Bun.spawn>): Promise<void> {
   proc.kill('SIGTERM')
   await Promise.race([proc.exited, Bun.sleep(5000)])
   if (proc.exitCode === null) proc.kill('SIGKILL')
+}
+
+/** One benchmark run's temp data dir and processes: `keep` remembers a target, `stopAll` stops them (last first) and removes the dir. */
+export function benchRun(prefix: string) {
+  const dataDir = mkdtempSync(join(tmpdir(), prefix))
+  const stops: Array<() => Promise<void>> = []
+  return {
+    dataDir,
+    keep<T extends { stop(): Promise<void> }>(target: T): T {
+      stops.push(() => target.stop())
+      return target
+    },
+    async stopAll(): Promise<void> {
+      for (const stop of stops.reverse()) await stop().catch(() => {})
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
 }
 
 export interface Target {

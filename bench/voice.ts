@@ -22,11 +22,8 @@
  *
  * The gateway runs on its embedded defaults (PGlite in a temporary DATA_DIR, in-memory store).
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { cpuMicros, machine, machineBusyMicros, percentile, rssKb, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
+import { benchRun, cpuMicros, machine, machineBusyMicros, percentile, rssKb, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const { values: args } = parseArgs({
   options: {
@@ -67,7 +64,8 @@ const FRAME = new Uint8Array(FRAME_BYTES)
 for (let i = 0; i < FRAME_BYTES; i++) FRAME[i] = (i * 37 + 11) & 0xff
 const FRAME_B64 = Buffer.from(FRAME).toString('base64')
 
-const tmpDataDir = mkdtempSync(join(tmpdir(), 'vh-bench-voice-'))
+const scope = benchRun('vh-bench-voice-')
+const { stopAll } = scope
 
 // ---- targets
 
@@ -82,15 +80,14 @@ interface Subject {
   waitInit: boolean
 }
 
-const stops: Array<() => Promise<void>> = []
 let subjects: Subject[] = []
 let simulator: Target
 let runTag = 0
 try {
   simulator = await startSimulatorProcess()
-  stops.push(() => simulator.stop())
+  scope.keep(simulator)
   const relay = await spawnTarget('bare voice relay', 'bench/targets/bare-voice-relay.ts', { ALGO_SERVICE_URL: simulator.url })
-  stops.push(() => relay.stop())
+  scope.keep(relay)
   const quotas = {
     concurrent_voice_sessions: 0,
     concurrent_voice_sessions_per_user: 0,
@@ -98,8 +95,8 @@ try {
     requests_per_minute: 100_000_000,
   }
   const limitsOff = { VOICE_MAX_SESSIONS_PER_USER: '0', VOICE_MAX_SESSIONS_PER_TENANT: '0' }
-  const { target: gateway, token } = await startGateway('gateway', { algoUrl: simulator.url, dataDir: tmpDataDir, quotas, env: limitsOff })
-  stops.push(() => gateway.stop())
+  const { target: gateway, token } = await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas, env: limitsOff })
+  scope.keep(gateway)
   const ws = (u: string) => u.replace(/^http/, 'ws')
   subjects = [
     {
@@ -126,13 +123,13 @@ try {
   if (databaseUrl && redisUrl) {
     const { target: deployed, token: deployedToken } = await startGateway('gateway (Postgres + Redis)', {
       algoUrl: simulator.url,
-      dataDir: tmpDataDir,
+      dataDir: scope.dataDir,
       quotas,
       env: limitsOff,
       databaseUrl,
       redisUrl,
     })
-    stops.push(() => deployed.stop())
+    scope.keep(deployed)
     subjects.push({
       name: 'gateway (Postgres + Redis)',
       pid: deployed.pid,
@@ -145,11 +142,6 @@ try {
 } catch (err) {
   await stopAll()
   throw err
-}
-
-async function stopAll() {
-  for (const stop of stops.reverse()) await stop().catch(() => {})
-  rmSync(tmpDataDir, { recursive: true, force: true })
 }
 
 const allPids = () => [...new Set([simulator.pid, ...subjects.map((s) => s.pid)])]
