@@ -23,6 +23,7 @@ export { createMemoryStore } from './memory.ts'
 export { createRedisStore, type RedisStoreOptions } from './redis.ts'
 export { channels, keys } from './keys.ts'
 export {
+  jsonMessages,
   StoreUnavailableError,
   type MessageHandler,
   type SetOptions,

@@ -62,6 +62,19 @@ export interface SetOptions {
 }
 
 export type MessageHandler = (message: string) => void
+
+/** A handler for a channel of JSON messages: each message parsed, a malformed one passed to `onMalformed` (or dropped). */
+export function jsonMessages<T>(handler: (message: T) => void, onMalformed?: () => void): MessageHandler {
+  return (raw) => {
+    let message: T
+    try {
+      message = JSON.parse(raw) as T
+    } catch {
+      return onMalformed?.()
+    }
+    handler(message)
+  }
+}
 export type Unsubscribe = () => Promise<void>
 export interface SubscribeOptions {
   onReconnect?: () => void

@@ -4,7 +4,7 @@
  * subscription (store reconnect) clears everything, since notices sent meanwhile are gone.
  */
 import type { Logger } from '../../observability/logger'
-import { channels, type Store } from '../../store'
+import { channels, jsonMessages, type Store } from '../../store'
 
 export type Invalidation =
   /** user changed; `ended` when disabled or deleted: their live connections must end */
@@ -62,15 +62,12 @@ export function createInvalidationBus({ store, logger }: { store: Store; logger:
     async start() {
       unsubscribe = await store.subscribe(
         channels.invalidate(),
-        (raw) => {
-          let message: (Invalidation & { origin?: string }) | undefined
-          try {
-            message = JSON.parse(raw) as Invalidation & { origin?: string }
-          } catch {
-            return logger.warn({}, 'ignored a malformed invalidation')
-          }
-          if (message.origin !== origin) dispatch(message)
-        },
+        jsonMessages<Invalidation & { origin?: string }>(
+          (message) => {
+            if (message.origin !== origin) dispatch(message)
+          },
+          () => logger.warn({}, 'ignored a malformed invalidation'),
+        ),
         { onReconnect: () => dispatch({ t: 'all' }), onDisconnect: () => dispatch({ t: 'lost' }) },
       )
     },

@@ -18,7 +18,7 @@
 import { AppError } from '../../errors'
 import { newId } from '../../lib/ids'
 import type { Metrics } from '../../observability/metrics'
-import { channels, keys, type Store } from '../../store'
+import { channels, jsonMessages, keys, type Store } from '../../store'
 import { UpstreamError, type UpstreamPool, type UpstreamStream } from '../../upstream'
 import type { LiveConnections } from '../auth/live-connections'
 import type { Principal } from '../auth/principal'
@@ -181,26 +181,23 @@ export function createChatService(deps: ChatServiceDeps) {
   // ---- control messages from other instances (cancel, watch, unwatch): acted on by the stream's holder
   const control = shared
     ? store
-        .subscribe(channels.chatControl(), (raw) => {
-          let m: ControlMessage
-          try {
-            m = JSON.parse(raw) as ControlMessage
-          } catch {
-            return
-          }
-          const run = runs.get(runKey(m.tenant, m.rid))
-          if (!run || run.ended) return
-          if (m.t === 'cancel') run.stop('client_cancelled')
-          else if (m.t === 'watch') {
-            run.remoteWatchers++
-            cancelGrace(run)
-            // the follower read the list already or will: tell it how far the list goes
-            void flush(run).then(() => publishFeed(run, { count: run.flushed }))
-          } else if (m.t === 'unwatch') {
-            run.remoteWatchers = Math.max(0, run.remoteWatchers - 1)
-            maybeGrace(run)
-          }
-        })
+        .subscribe(
+          channels.chatControl(),
+          jsonMessages<ControlMessage>((m) => {
+            const run = runs.get(runKey(m.tenant, m.rid))
+            if (!run || run.ended) return
+            if (m.t === 'cancel') run.stop('client_cancelled')
+            else if (m.t === 'watch') {
+              run.remoteWatchers++
+              cancelGrace(run)
+              // the follower read the list already or will: tell it how far the list goes
+              void flush(run).then(() => publishFeed(run, { count: run.flushed }))
+            } else if (m.t === 'unwatch') {
+              run.remoteWatchers = Math.max(0, run.remoteWatchers - 1)
+              maybeGrace(run)
+            }
+          }),
+        )
         .catch((err: unknown) => {
           logger.warn({ err }, 'chat control channel unavailable: cancel and resume from other instances will not reach this one')
           return undefined
@@ -581,14 +578,7 @@ export function createChatService(deps: ChatServiceDeps) {
       return filling
     }
 
-    const unsubscribe = await store.subscribe(channels.chat(tenantId, requestId), (raw) => {
-      heardAt = lastSentAt = now()
-      let m: FeedMessage
-      try {
-        m = JSON.parse(raw) as FeedMessage
-      } catch {
-        return
-      }
+    const onFeed = jsonMessages<FeedMessage>((m) => {
       if ('events' in m) {
         if (m.from > feed.events.length) void fillFromList()
         feed.fill(m.from, m.events)
@@ -596,6 +586,10 @@ export function createChatService(deps: ChatServiceDeps) {
         if (m.end) endAt = m.count
         if (m.count > feed.events.length || m.end) void fillFromList()
       }
+    })
+    const unsubscribe = await store.subscribe(channels.chat(tenantId, requestId), (raw) => {
+      heardAt = lastSentAt = now()
+      onFeed(raw)
     })
     const announce = (t: 'watch' | 'unwatch') =>
       store.publish(channels.chatControl(), JSON.stringify({ t, tenant: tenantId, rid: requestId } satisfies ControlMessage)).catch(() => {})

@@ -12,7 +12,7 @@ import type { PageRequest } from '../../http/models'
 import { newId } from '../../lib/ids'
 import type { Logger } from '../../observability/logger'
 import type { Metrics } from '../../observability/metrics'
-import type { Store } from '../../store'
+import { jsonMessages, type Store } from '../../store'
 import { channels } from '../../store/keys'
 import { decide } from '../access'
 import type { IdentityCache } from '../auth/identity-cache'
@@ -111,18 +111,15 @@ export function createVoiceService(deps: VoiceServiceDeps) {
 
   // ---- control from other instances: end and watch, acted on by the session's holder
   const control = store
-    .subscribe(channels.voiceControl(), (raw) => {
-      let m: Control
-      try {
-        m = JSON.parse(raw) as Control
-      } catch {
-        return
-      }
-      const session = sessions.get(sessionKey(m.tenant, m.id))
-      if (!session || session.ended) return
-      if (m.t === 'end') session.end('deleted')
-      else if (m.t === 'watch') session.remoteWatchUntil = Date.now() + WATCH_TTL_MS
-    })
+    .subscribe(
+      channels.voiceControl(),
+      jsonMessages<Control>((m) => {
+        const session = sessions.get(sessionKey(m.tenant, m.id))
+        if (!session || session.ended) return
+        if (m.t === 'end') session.end('deleted')
+        else if (m.t === 'watch') session.remoteWatchUntil = Date.now() + WATCH_TTL_MS
+      }),
+    )
     .catch((err: unknown) => {
       logger.warn({ err }, 'voice control channel unavailable: sessions of this instance cannot be ended or observed from others')
       return undefined
