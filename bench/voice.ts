@@ -98,6 +98,14 @@ try {
   const { target: gateway, token } = await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas, env: limitsOff })
   scope.keep(gateway)
   const ws = (u: string) => u.replace(/^http/, 'ws')
+  const gatewaySubject = (name: string, target: Target, bearer: string): Subject => ({
+    name,
+    pid: target.pid,
+    kind: 'relay',
+    url: () => `${ws(target.url)}/api/v2/voice/stream`,
+    headers: { authorization: `Bearer ${bearer}` },
+    waitInit: true,
+  })
   subjects = [
     {
       name: 'simulator direct',
@@ -108,14 +116,7 @@ try {
       waitInit: false,
     },
     { name: 'bare Bun.serve relay', pid: relay.pid, kind: 'relay', url: () => `${ws(relay.url)}/api/v2/voice/stream`, headers: {}, waitInit: true },
-    {
-      name: 'gateway',
-      pid: gateway.pid,
-      kind: 'relay',
-      url: () => `${ws(gateway.url)}/api/v2/voice/stream`,
-      headers: { authorization: `Bearer ${token}` },
-      waitInit: true,
-    },
+    gatewaySubject('gateway', gateway, token),
   ]
   // BENCH_DATABASE_URL + BENCH_REDIS_URL: also the gateway as deployed, on Postgres and Redis (a throwaway database)
   const databaseUrl = process.env.BENCH_DATABASE_URL
@@ -130,14 +131,7 @@ try {
       redisUrl,
     })
     scope.keep(deployed)
-    subjects.push({
-      name: 'gateway (Postgres + Redis)',
-      pid: deployed.pid,
-      kind: 'relay',
-      url: () => `${ws(deployed.url)}/api/v2/voice/stream`,
-      headers: { authorization: `Bearer ${deployedToken}` },
-      waitInit: true,
-    })
+    subjects.push(gatewaySubject('gateway (Postgres + Redis)', deployed, deployedToken))
   }
 } catch (err) {
   await stopAll()

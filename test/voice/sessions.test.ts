@@ -4,7 +4,7 @@
  * shutdown sending session_ending then 1001.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { makeTenantWithUsers, type TestUser } from '../helpers/identity'
+import { makeTenantWithUsers, makeUser, type TestUser } from '../helpers/identity'
 import { connect, eventually, listeningGateway, type Msg, session, stopGateway, upgradeStatus } from './helpers'
 
 let g: Awaited<ReturnType<typeof listeningGateway>>
@@ -73,7 +73,6 @@ describe('voice sessions as resources', () => {
   })
 
   test('logging out revokes the token: the session closes with 4401 within 2 s', async () => {
-    const { makeUser } = await import('../helpers/identity')
     const who = await makeUser(g.gw, { tenantId: user.tenantId })
     const c = await session(g.ws, { headers: who.auth })
     const t0 = Date.now()
