@@ -2,6 +2,6 @@
 export { createUpstreamPool } from './pool.ts'
 export type { UpstreamHealth, UpstreamLogger, UpstreamPool, UpstreamPoolOptions, UpstreamQuery, UpstreamStream } from './pool.ts'
 export { UpstreamError, LINE_TOO_LONG, type UpstreamErrorCode } from './errors.ts'
-export { readNdjson, readNdjsonBatches, type NdjsonItem, type NdjsonOptions } from './ndjson.ts'
+export { readNdjsonBatches, type NdjsonItem, type NdjsonOptions } from './ndjson.ts'
 export { createBreaker, type Breaker, type BreakerOptions, type BreakerState } from './breaker.ts'
 export { checkUpstreamHealth } from './health.ts'

@@ -1,5 +1,6 @@
 /**
- * NDJSON reader for the algorithm service's `/query` stream: one item per non-blank line, as it arrives.
+ * NDJSON reader for the algorithm service's `/query` stream: one item per non-blank line, the items of one
+ * network read handed out together.
  *
  * Lines are cut on raw bytes (Uint8Array.indexOf) and decoded whole, so a multi-byte character split across
  * chunks never needs a streaming decoder, and a partial line is kept as a list of chunk views (no copy until
@@ -73,17 +74,6 @@ class PartialLine {
   }
 }
 
-/** One item at a time (a view over `readNdjsonBatches`). */
-export async function* readNdjson(body: ReadableStream<Uint8Array>, opts: NdjsonOptions): AsyncGenerator<NdjsonItem> {
-  for await (const batch of readNdjsonBatches(body, opts)) {
-    for (const item of batch) {
-      yield item
-      // Lines already received must not be handed out after an abort.
-      if (opts.signal?.aborted) throw opts.signal.reason
-    }
-  }
-}
-
 /**
  * The items of each read from the body, together: a relay handles the lines of one network read in one turn
  * instead of resuming a generator per line.
@@ -138,7 +128,7 @@ export async function* readNdjsonBatches(
         batch.push(item)
       }
       if (batch.length > 0) yield batch
-      // Lines already received must not be handed out after an abort.
+      // aborted while the batch was being handled: read no further
       if (signal?.aborted) throw signal.reason
     }
     // The last line may lack its newline; it still counts.

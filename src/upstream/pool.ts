@@ -56,8 +56,6 @@ export interface UpstreamStream {
    * ALGO_TIMEOUT) or the abort reason.
    */
   batches: AsyncGenerator<NdjsonItem[]>
-  /** The same items one at a time (reads `batches`: use one or the other). */
-  readonly lines: AsyncGenerator<NdjsonItem>
   /** Aborts the upstream request (its socket closes) and releases its slot; safe to call more than once. */
   cancel(reason?: string): void
 }

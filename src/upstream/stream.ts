@@ -166,26 +166,12 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
     }
   }
 
-  const batches = relay()
-  let flat: AsyncGenerator<NdjsonItem> | undefined
   return {
     upstream: u.url,
-    batches,
-    get lines() {
-      return (flat ??= flatten(batches, signal))
-    },
+    batches: relay(),
     cancel(reason = 'cancelled') {
       ctrl.abort(new DOMException(reason, 'AbortError'))
     },
   }
 }
 
-/** one item at a time; nothing more is handed out once `signal` has aborted */
-async function* flatten(batches: AsyncGenerator<NdjsonItem[]>, signal: AbortSignal): AsyncGenerator<NdjsonItem> {
-  for await (const batch of batches) {
-    for (const item of batch) {
-      if (signal.aborted) throw signal.reason
-      yield item
-    }
-  }
-}

@@ -1,5 +1,5 @@
 /** Shared bits of the upstream tests: stream builders, a poller, and `/query` bodies carrying a directive. */
-import { readNdjson, type NdjsonItem } from '../../src/upstream/ndjson.ts'
+import { type NdjsonItem, type NdjsonOptions, readNdjsonBatches } from '../../src/upstream/ndjson.ts'
 
 const encoder = new TextEncoder()
 
@@ -14,6 +14,14 @@ export function chunked(...chunks: Array<string | Uint8Array>): ReadableStream<U
     },
   })
 }
+
+/** the items of batches one at a time, as a test reads them */
+export async function* items(batches: AsyncGenerator<NdjsonItem[]>): AsyncGenerator<NdjsonItem> {
+  for await (const batch of batches) yield* batch
+}
+
+/** the NDJSON reader, one item at a time */
+export const readNdjson = (body: ReadableStream<Uint8Array>, opts: NdjsonOptions) => items(readNdjsonBatches(body, opts))
 
 export async function collect(gen: AsyncGenerator<NdjsonItem>): Promise<NdjsonItem[]> {
   const out: NdjsonItem[] = []

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { startSimulator, type Simulator } from '../../src/simulator/server.ts'
 import { LINE_TOO_LONG, UpstreamError } from '../../src/upstream/errors.ts'
-import { readNdjson, readNdjsonBatches } from '../../src/upstream/ndjson.ts'
-import { ask, chunked, collect, failure, readAll } from './helpers.ts'
+import { readNdjsonBatches } from '../../src/upstream/ndjson.ts'
+import { ask, chunked, collect, failure, readAll, readNdjson } from './helpers.ts'
 
 const values = (items: Awaited<ReturnType<typeof readAll>>) => items.map((i) => (i.kind === 'line' ? i.value : i))
 

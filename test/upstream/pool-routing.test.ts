@@ -2,7 +2,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
 import { startSimulator, type Simulator } from '../../src/simulator/server.ts'
 import { createUpstreamPool, type UpstreamPool, type UpstreamPoolOptions, type UpstreamStream } from '../../src/upstream/index.ts'
-import { ask, collect, failure, waitFor } from './helpers.ts'
+import { ask, collect, failure, items, waitFor } from './helpers.ts'
 
 const live = () => new AbortController().signal
 const pools: UpstreamPool[] = []
@@ -82,7 +82,7 @@ describe('balancing', () => {
     for (let i = 0; i < 6; i++) {
       const s = await p.query({ body: ask('chunks=1'), requestId: `rr${i}`, signal: live() })
       served.push(s.upstream)
-      await collect(s.lines)
+      await collect(items(s.batches))
     }
     expect(served.filter((u) => u === a.url)).toHaveLength(3)
     expect(served.filter((u) => u === b.url)).toHaveLength(3)
@@ -95,7 +95,7 @@ describe('failover before the first line', () => {
     for (let i = 0; i < 3; i++) {
       const s = await p.query({ body: ask('chunks=2'), requestId: `f${i}`, signal: live() })
       expect(s.upstream).toBe(b.url)
-      expect(await collect(s.lines)).toHaveLength(7)
+      expect(await collect(items(s.batches))).toHaveLength(7)
     }
   })
 
@@ -107,7 +107,7 @@ describe('failover before the first line', () => {
       for (let i = 0; i < 2; i++) {
         const s = await p.query({ body: ask('chunks=1'), requestId: `g${i}`, signal: live() })
         expect(s.upstream).toBe(b.url)
-        await collect(s.lines)
+        await collect(items(s.batches))
       }
       expect(b.stats.queriesStarted - before).toBe(2)
       expect(sick.stats.queriesStarted).toBeGreaterThanOrEqual(1)
@@ -147,7 +147,7 @@ describe('failover before the first line', () => {
       const p = pool([slow.url, b.url], { firstByteTimeoutMs: 150 })
       const s = await p.query({ body: ask('chunks=1'), requestId: 'fb', signal: live() })
       expect(s.upstream).toBe(b.url)
-      await collect(s.lines)
+      await collect(items(s.batches))
       await waitFor(() => slow.stats.queriesOpen === 0, 'the timed-out request to close')
     } finally {
       await slow.stop()
@@ -159,7 +159,7 @@ describe('failover before the first line', () => {
     const before = started()
     const s = await p.query({ body: ask('mode=drop_mid fail_after=3 delay_ms=10'), requestId: 'dm', signal: live() })
     const seen: unknown[] = []
-    const err = await failure((async () => { for await (const i of s.lines) seen.push(i) })())
+    const err = await failure((async () => { for await (const i of items(s.batches)) seen.push(i) })())
     expect(err).toMatchObject({ code: 'STREAM_ERROR' })
     expect(seen).toHaveLength(3)
     expect(delta(before).sort()).toEqual([0, 1])
@@ -186,7 +186,7 @@ describe('breaker', () => {
       const trial = p.query({ body: {}, requestId: 'trial', signal: live() })
       // While the one trial is in flight, nothing else goes through.
       expect(await failure(p.query({ body: {}, requestId: 'x4', signal: live() }))).toMatchObject({ code: 'ALGO_SERVICE_ERROR' })
-      expect(await collect((await trial).lines)).toHaveLength(2)
+      expect(await collect(items((await trial).batches))).toHaveLength(2)
       expect(p.health()[0]!.breaker).toBe('closed')
       expect(up.state.queries).toBe(3)
     } finally {
@@ -206,7 +206,7 @@ describe('breaker', () => {
       for (let i = 0; i < 3; i++) {
         const s = await p.query({ body: ask('chunks=1'), requestId: `y${i + 2}`, signal: live() })
         expect(s.upstream).toBe(b.url)
-        await collect(s.lines)
+        await collect(items(s.batches))
       }
       expect(up.state.queries).toBe(1)
       clock.t += 1000
@@ -230,7 +230,7 @@ describe('breaker', () => {
     expect(p.health()[0]!.breaker).toBe('closed')
     for (let i = 0; i < 2; i++) {
       const s = await p.query({ body: ask('mode=drop_mid fail_after=2 delay_ms=5'), requestId: `d${i}`, signal: live() })
-      expect(await failure(collect(s.lines))).toMatchObject({ code: 'STREAM_ERROR' })
+      expect(await failure(collect(items(s.batches)))).toMatchObject({ code: 'STREAM_ERROR' })
     }
     expect(p.health()[0]).toMatchObject({ breaker: 'open', outstanding: 0 })
     // Half-open: a trial that answers closes it at its first line, however long the rest takes.
@@ -245,7 +245,7 @@ describe('breaker', () => {
     const p = pool([a.url], { now: () => clock.t, breaker: { failureThreshold: 2, cooldownMs: 1000 } })
     for (const directive of ['mode=drop_mid fail_after=2 delay_ms=5', 'chunks=1', 'mode=drop_mid fail_after=2 delay_ms=5']) {
       const s = await p.query({ body: ask(directive), requestId: directive, signal: live() })
-      await collect(s.lines).catch(() => {})
+      await collect(items(s.batches)).catch(() => {})
     }
     expect(p.health()[0]!.breaker).toBe('closed')
   })

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { startSimulator, type Simulator } from '../../src/simulator/server.ts'
 import { createUpstreamPool, UpstreamError, type UpstreamPoolOptions } from '../../src/upstream/index.ts'
-import { ask, collect, failure, waitFor } from './helpers.ts'
+import { ask, collect, failure, items as each, waitFor } from './helpers.ts'
 
 let sim: Simulator
 beforeAll(async () => {
@@ -46,7 +46,7 @@ describe('upstream stream', () => {
       })
       const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
       const stream = await p.query({ body: { q: 1 }, requestId: 'req_abc', traceparent, signal: live() })
-      expect(await collect(stream.lines)).toHaveLength(1)
+      expect(await collect(each(stream.batches))).toHaveLength(1)
       expect(seen?.body).toEqual({ q: 1 })
       expect(Object.fromEntries(seen!.headers)).toMatchObject({
         'content-type': 'application/json',
@@ -65,7 +65,7 @@ describe('upstream stream', () => {
     const p = pool()
     const stream = await p.query({ body: ask('chunks=20'), requestId: 'r1', signal: live() })
     expect(outstanding(p)).toBe(1)
-    const items = await collect(stream.lines)
+    const items = await collect(each(stream.batches))
     expect(items).toHaveLength(25)
     expect(items.at(-1)).toMatchObject({ kind: 'line', value: { type: 'generation_done' } })
     expect(outstanding(p)).toBe(0)
@@ -77,7 +77,7 @@ describe('upstream stream', () => {
     const p = pool({ firstByteTimeoutMs: 300, idleTimeoutMs: 300 })
     const started = Date.now()
     const stream = await p.query({ body: ask('chunks=25 delay_ms=60'), requestId: 'r2', signal: live() })
-    const items = await collect(stream.lines)
+    const items = await collect(each(stream.batches))
     expect(items).toHaveLength(30)
     expect(Date.now() - started).toBeGreaterThan(1000) // several times both timeouts
   })
@@ -86,7 +86,7 @@ describe('upstream stream', () => {
     const p = pool()
     const stream = await p.query({ body: ask('chunks=40 delay_ms=5'), requestId: 'gc', signal: live() })
     let n = 0
-    for await (const _ of stream.lines) if (++n % 5 === 0) Bun.gc(true)
+    for await (const _ of each(stream.batches)) if (++n % 5 === 0) Bun.gc(true)
     expect(n).toBe(45)
   })
 
@@ -112,7 +112,7 @@ describe('upstream stream', () => {
     const p = pool({ idleTimeoutMs: 200 })
     const stream = await p.query({ body: ask('mode=stall fail_after=3'), requestId: 'r5', signal: live() })
     const seen: unknown[] = []
-    const err = await failure((async () => { for await (const i of stream.lines) seen.push(i) })())
+    const err = await failure((async () => { for await (const i of each(stream.batches)) seen.push(i) })())
     expect(seen).toHaveLength(3)
     expect(err).toMatchObject({ code: 'ALGO_TIMEOUT' })
     expect(outstanding(p)).toBe(0)
@@ -122,7 +122,7 @@ describe('upstream stream', () => {
   test('a pause past the idle timeout (silence_ms) is cut too', async () => {
     const p = pool({ idleTimeoutMs: 150 })
     const stream = await p.query({ body: ask('silence_ms=1000 fail_after=2'), requestId: 'r6', signal: live() })
-    expect(await failure(collect(stream.lines))).toMatchObject({ code: 'ALGO_TIMEOUT' })
+    expect(await failure(collect(each(stream.batches)))).toMatchObject({ code: 'ALGO_TIMEOUT' })
     await closed()
   })
 
@@ -130,7 +130,7 @@ describe('upstream stream', () => {
     const p = pool({ idleTimeoutMs: 100 })
     const stream = await p.query({ body: ask('chunks=3'), requestId: 'r7', signal: live() })
     let n = 0
-    for await (const _ of stream.lines) {
+    for await (const _ of each(stream.batches)) {
       n++
       await Bun.sleep(150)
     }
@@ -141,7 +141,7 @@ describe('upstream stream', () => {
     const p = pool()
     const stream = await p.query({ body: ask('chunks=100000 delay_ms=10'), requestId: 'r8', signal: live() })
     let n = 0
-    for await (const _ of stream.lines) if (++n === 3) break
+    for await (const _ of each(stream.batches)) if (++n === 3) break
     expect(outstanding(p)).toBe(0)
     await closed()
   })
@@ -149,14 +149,14 @@ describe('upstream stream', () => {
   test('cancel() mid-stream closes the upstream request at once and it stops generating', async () => {
     const p = pool()
     const stream = await p.query({ body: ask('chunks=100000 delay_ms=10'), requestId: 'r8b', signal: live() })
-    await stream.lines.next()
-    await stream.lines.next()
+    await stream.batches.next()
+    await stream.batches.next()
     expect(sim.stats.queriesOpen).toBe(1)
     stream.cancel('client_cancelled')
     expect(outstanding(p)).toBe(0)
     await closed()
     const linesAfter = sim.stats.queryLinesGenerated
-    expect(await failure(stream.lines.next())).toMatchObject({ name: 'AbortError', message: 'client_cancelled' })
+    expect(await failure(stream.batches.next())).toMatchObject({ name: 'AbortError', message: 'client_cancelled' })
     await Bun.sleep(60)
     expect(sim.stats.queryLinesGenerated).toBe(linesAfter)
   })
@@ -167,15 +167,15 @@ describe('upstream stream', () => {
     stream.cancel()
     expect(outstanding(p)).toBe(0)
     await closed()
-    expect(await failure(stream.lines.next())).toMatchObject({ name: 'AbortError' })
+    expect(await failure(stream.batches.next())).toMatchObject({ name: 'AbortError' })
   })
 
   test('the request signal aborts mid-stream', async () => {
     const p = pool()
     const ctrl = new AbortController()
     const stream = await p.query({ body: ask('chunks=100000 delay_ms=10'), requestId: 'r10', signal: ctrl.signal })
-    await stream.lines.next()
-    const pending = stream.lines.next().then(() => stream.lines.next())
+    await stream.batches.next()
+    const pending = stream.batches.next().then(() => stream.batches.next())
     ctrl.abort(new Error('client went away'))
     expect(await failure(pending)).toMatchObject({ message: 'client went away' })
     expect(outstanding(p)).toBe(0)
@@ -207,7 +207,7 @@ describe('upstream stream', () => {
   test('an oversized line is a STREAM_ERROR and closes the request', async () => {
     const p = pool()
     const stream = await p.query({ body: ask('mode=oversized_line fail_after=2 delay_ms=5'), requestId: 'r13', signal: live() })
-    expect(await failure(collect(stream.lines))).toMatchObject({ code: 'STREAM_ERROR' })
+    expect(await failure(collect(each(stream.batches)))).toMatchObject({ code: 'STREAM_ERROR' })
     expect(outstanding(p)).toBe(0)
     await closed()
   })
@@ -219,7 +219,7 @@ describe('upstream stream', () => {
       // A reset can beat the read of the lines before it (a stream's error discards its queue), so a drop may
       // also surface from query() itself: either way it is an UpstreamError, never a leak.
       const stream = await p.query({ body: ask(modes[i % 4]), requestId: `par${i}`, signal: AbortSignal.timeout(300) })
-      await collect(stream.lines)
+      await collect(each(stream.batches))
     })
     const results = await Promise.allSettled(runs)
     // Only the short answers finish inside the 300 ms the caller allows; drops, stalls and long ones end early.
