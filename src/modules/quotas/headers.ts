@@ -6,19 +6,19 @@
 import type { RateResult } from './rate-limiter.ts'
 
 export function rateLimitHeaders(result: RateResult): Record<string, string> {
-  return writeRateLimitHeaders({}, result)
+  const headers: Record<string, string> = {}
+  writeRateLimitHeaders(headers, result)
+  return headers
 }
 
-/** the same headers written into `headers` (a response's header object), which is returned */
-export function writeRateLimitHeaders<H extends Record<string, string | number>>(headers: H, result: RateResult): H {
+/** the same headers, written into a response's header object */
+export function writeRateLimitHeaders(headers: Record<string, string | number>, result: RateResult): void {
   // unlimited: there is no limit to advertise, and Infinity is no header value
-  if (result.limit === 0) return headers
-  const h = headers as Record<string, string | number>
-  h['RateLimit-Limit'] = String(wholeAtLeast(0, result.limit))
-  h['RateLimit-Remaining'] = String(wholeAtLeast(0, result.remaining))
-  h['RateLimit-Reset'] = String(wholeAtLeast(0, result.resetMs / 1000))
-  if (!result.allowed) h['Retry-After'] = String(wholeAtLeast(1, result.retryAfterS))
-  return headers
+  if (result.limit === 0) return
+  headers['RateLimit-Limit'] = String(wholeAtLeast(0, result.limit))
+  headers['RateLimit-Remaining'] = String(wholeAtLeast(0, result.remaining))
+  headers['RateLimit-Reset'] = String(wholeAtLeast(0, result.resetMs / 1000))
+  if (!result.allowed) headers['Retry-After'] = String(wholeAtLeast(1, result.retryAfterS))
 }
 
 function wholeAtLeast(min: number, n: number): number {

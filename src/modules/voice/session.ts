@@ -150,10 +150,6 @@ export class VoiceSession implements UpstreamEvents {
     this.maybeInitialize()
   }
 
-  upstreamEvent(raw: string): void {
-    this.onUpstreamEvent(raw)
-  }
-
   upstreamFailed(kind: UpstreamFailure): void {
     this.ctx.onUpstreamTrouble(this, kind)
     this.end('upstream_error')
@@ -283,7 +279,8 @@ export class VoiceSession implements UpstreamEvents {
 
   // ---- upstream → client
 
-  private onUpstreamEvent(raw: string): void {
+  /** an event from the upstream, forwarded to the client with the session's id (UpstreamEvents) */
+  upstreamEvent(raw: string): void {
     const at = performance.now()
     let msg: Record<string, unknown>
     try {
