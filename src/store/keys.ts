@@ -60,8 +60,9 @@ export const keys = {
   permissions: (tenantId: string, userId: string) => tenantKey(tenantId, 'perm', userId),
 
   /**
-   * A chat stream's events (the SSE text of each, id = list index) for replay and resume from any instance.
-   * TTL: refreshed on every rPush while live; CHAT_REPLAY_TTL_S (300 s) after the stream ended.
+   * A chat stream's events for replay and resume from any instance: their SSE texts back to back (id = position).
+   * Written while another instance follows the stream and in full at its end. TTL: refreshed on every append
+   * while live; CHAT_REPLAY_TTL_S (300 s) after the stream ended.
    */
   chatEvents: (tenantId: string, requestId: string) => tenantKey(tenantId, 'chat', requestId, 'events'),
 

@@ -14,7 +14,7 @@ import {
   type StoreLogger,
 } from './types.ts'
 
-type Value = string | Set<string> | string[]
+type Value = string | Set<string>
 interface Entry {
   value: Value
   /** performance.now() deadline: monotonic, so wall-clock jumps do not expire keys */
@@ -158,24 +158,14 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
       return typed(key, isSet)?.value.size ?? 0
     },
 
-    async rPush(key, values, ttlMs) {
-      open('rPush')
+    async append(key, value, ttlMs) {
+      open('append')
       const ttl = checkTtl(ttlMs)
-      const found = typed(key, isList)
-      if (values.length === 0) return found?.value.length ?? 0
-      const entry = found?.entry ?? { value: [] as string[] }
-      const list = entry.value as string[]
-      list.push(...values)
+      const found = typed(key, isString)
+      const entry: Entry = found?.entry ?? { value: '' }
+      entry.value = (entry.value as string) + value
       expireIn(entry, ttl)
       data.set(key, entry)
-      return list.length
-    },
-
-    async lRange(key, start, stop) {
-      open('lRange')
-      const list = typed(key, isList)?.value ?? []
-      const [from, to] = redisRange(list.length, start, stop)
-      return list.slice(from, to + 1)
     },
 
     async publish(channel, message) {
@@ -222,11 +212,4 @@ function remainingMs(entry: Entry): number {
 
 const isString = (v: Value): v is string => typeof v === 'string'
 const isSet = (v: Value): v is Set<string> => v instanceof Set
-const isList = (v: Value): v is string[] => Array.isArray(v)
 
-/** Redis LRANGE index rules: negatives count from the end, out-of-range ends are clamped. */
-function redisRange(length: number, start: number, stop: number): [number, number] {
-  const from = Math.max(0, start < 0 ? length + start : start)
-  const to = Math.min(length - 1, stop < 0 ? length + stop : stop)
-  return [from, to]
-}

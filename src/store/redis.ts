@@ -258,15 +258,11 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
 
     sCard: (key) => run('sCard', () => client.sCard(key)),
 
-    async rPush(key, values, ttlMs) {
+    async append(key, value, ttlMs) {
       const ttl = checkTtl(ttlMs)
-      if (values.length === 0) return run('rPush', () => client.lLen(key))
-      if (ttl === undefined) return run('rPush', () => client.rPush(key, values))
-      const [length] = await run('rPush', () => client.multi().rPush(key, values).pExpire(key, ttl).exec())
-      return Number(length)
+      if (ttl === undefined) await run('append', () => client.append(key, value))
+      else await run('append', () => client.multi().append(key, value).pExpire(key, ttl).exec())
     },
-
-    lRange: (key, start, stop) => run('lRange', () => client.lRange(key, start, stop)),
 
     async publish(channel, message) {
       await run('publish', () => client.publish(channel, message))

@@ -36,10 +36,8 @@ export interface Store {
   sMembers(key: string): Promise<string[]>
   /** how many members (0 for a missing key) */
   sCard(key: string): Promise<number>
-  /** appends; sets/refreshes the TTL when given; returns the new length */
-  rPush(key: string, values: string[], ttlMs?: number): Promise<number>
-  /** inclusive range, negative indexes count from the end (as in Redis) */
-  lRange(key: string, start: number, stop: number): Promise<string[]>
+  /** appends to a string value (created when missing); sets/refreshes the TTL when given (one round trip) */
+  append(key: string, value: string, ttlMs?: number): Promise<void>
   /** at-most-once delivery to every subscriber of every instance; messages are not stored */
   publish(channel: string, message: string): Promise<void>
   /**

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { eventName, formatEvent, PING } from '../../src/modules/chat/sse'
+import { eventName, formatEvent, PING, splitEvents } from '../../src/modules/chat/sse'
 
 describe('eventName', () => {
   test.each([
@@ -21,4 +21,11 @@ describe('eventName', () => {
 test('formatEvent writes id, event, one data line; a ping is a comment', () => {
   expect(formatEvent(3, 'x', { a: 'l1\nl2' })).toBe('id: 3\nevent: x\ndata: {"a":"l1\\nl2"}\n\n')
   expect(PING).toBe(': ping\n\n')
+})
+
+test('a log of events written back to back splits into the same events; a torn tail is dropped', () => {
+  const events = [formatEvent(0, 'stream_start', { a: 'x\n\ny' }), formatEvent(1, 'generation_chunk', { content: '\n\n' }), formatEvent(2, 'stream_end', {})]
+  expect(splitEvents(events.join(''))).toEqual(events)
+  expect(splitEvents(events.join('') + 'id: 3\nevent: x')).toEqual(events)
+  expect(splitEvents('')).toEqual([])
 })

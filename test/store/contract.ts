@@ -152,32 +152,25 @@ export function storeContract(name: string, createStore: () => Promise<Store>): 
       })
     })
 
-    describe('lists', () => {
-      test('rPush appends and returns the length; lRange reads like Redis', async () => {
-        const key = k('l')
-        expect(await store.rPush(key, ['a', 'b'])).toBe(2)
-        expect(await store.rPush(key, ['c', 'd', 'e'])).toBe(5)
-        expect(await store.rPush(key, [])).toBe(5)
-        expect(await store.lRange(key, 0, -1)).toEqual(['a', 'b', 'c', 'd', 'e'])
-        expect(await store.lRange(key, 1, 2)).toEqual(['b', 'c'])
-        expect(await store.lRange(key, -2, -1)).toEqual(['d', 'e'])
-        expect(await store.lRange(key, 3, 100)).toEqual(['d', 'e'])
-        expect(await store.lRange(key, -100, 0)).toEqual(['a'])
-        expect(await store.lRange(key, 4, 2)).toEqual([])
-        expect(await store.lRange(key, 9, 12)).toEqual([])
-        expect(await store.lRange(k('l-missing'), 0, -1)).toEqual([])
+    describe('append', () => {
+      test('append creates the value, then adds to its end; get reads it whole', async () => {
+        const key = k('a')
+        await store.append(key, 'id: 0\n\n')
+        await store.append(key, 'id: 1\n\n')
+        await store.append(key, '')
+        expect(await store.get(key)).toBe('id: 0\n\nid: 1\n\n')
       })
 
-      test('rPush with a TTL refreshes it; without one it keeps the TTL it had', async () => {
-        const key = k('l-ttl')
-        await store.rPush(key, ['1'], 200)
+      test('append with a TTL refreshes it; without one it keeps the TTL it had', async () => {
+        const key = k('a-ttl')
+        await store.append(key, '1', 200)
         await Bun.sleep(120)
-        await store.rPush(key, ['2'], 200)
+        await store.append(key, '2', 200)
         await Bun.sleep(120)
-        expect(await store.lRange(key, 0, -1)).toEqual(['1', '2'])
-        await store.rPush(key, ['3'])
+        expect(await store.get(key)).toBe('12')
+        await store.append(key, '3')
         await Bun.sleep(140)
-        expect(await store.lRange(key, 0, -1)).toEqual([])
+        expect(await store.get(key)).toBeNull()
       })
     })
 

@@ -74,7 +74,7 @@ describe.skipIf(!hasBinary)('redis store when Redis fails', () => {
       store.get(`${prefix}mid`),
       store.set(`${prefix}mid`, 'x', { ttlMs: 1000 }),
       store.incr(`${prefix}n`, 1, 1000),
-      store.rPush(`${prefix}l`, ['x'], 1000),
+      store.append(`${prefix}l`, 'x', 1000),
       store.sMembers(`${prefix}s`),
       store.publish(`${prefix}ch`, 'x'),
       store.ping(),

@@ -7,9 +7,10 @@
  * POST, an idempotent re-POST and a resume are the same reader from different positions. A run nobody watches
  * keeps going for the disconnect grace, waiting for a resume, then is cancelled.
  *
- * Across instances (Redis as the store): the request id is claimed in the store (tenant-scoped), the holder
- * writes the feed to a store list in batches and publishes batches while another instance follows; cancel,
- * watch and unwatch travel on one control channel. With the in-process store (one instance) none of that is
+ * Across instances (Redis as the store): the request id is claimed in the store (tenant-scoped); while another
+ * instance follows the stream, the holder appends the feed to a store log in batches and publishes them, and at
+ * the end it writes the whole feed there for the replay TTL; cancel, watch and unwatch travel on one control
+ * channel. A stream nobody else follows costs no store writes between its start and its end. With the in-process store (one instance) none of that is
  * written: the run itself is the replay log, kept for CHAT_REPLAY_TTL_S after its end.
  *
  * Everything that stops a run early (cancel, grace expiry, revoked token, shutdown) aborts its AbortController
@@ -26,7 +27,7 @@ import type { ConversationRef, ConversationService } from '../conversations/serv
 import type { MessageWriter } from '../conversations/writer'
 import { EventFeed, watchFeed } from './feed'
 import type { ChatStreamBody } from './model'
-import { eventName, formatEvent } from './sse'
+import { eventName, formatEvent, splitEvents } from './sse'
 
 /** contract §0: a body's `timestamp` is unix seconds (as the seed); `*_at` fields are RFC 3339 */
 const unixSeconds = () => Math.floor(Date.now() / 1000)
@@ -36,7 +37,7 @@ export const HISTORY_TURNS = 10
 /** the claim of a live stream's request id expires unless its holder refreshes it (a crashed holder's ages out) */
 const LIVE_CLAIM_TTL_MS = 60_000
 const CLAIM_REFRESH_MS = 20_000
-/** a live stream's event list outlives a silent stretch; set to the replay TTL at the end */
+/** a live stream's event log outlives a silent stretch; set to the replay TTL at the end */
 const LIVE_LOG_TTL_MS = 3_600_000
 /** how long the holder batches events before writing them to the store */
 const FLUSH_MS = 25
@@ -190,7 +191,7 @@ export function createChatService(deps: ChatServiceDeps) {
             else if (m.t === 'watch') {
               run.remoteWatchers++
               cancelGrace(run)
-              // the follower read the list already or will: tell it how far the list goes
+              // the follower read the log already or will: tell it how far the log goes
               void flush(run).then(() => publishFeed(run, { count: run.flushed }))
             } else if (m.t === 'unwatch') {
               run.remoteWatchers = Math.max(0, run.remoteWatchers - 1)
@@ -236,7 +237,7 @@ export function createChatService(deps: ChatServiceDeps) {
       if (batch.length === 0) return
       run.flushed = from + batch.length
       try {
-        await store.rPush(keys.chatEvents(run.tenantId, run.requestId), batch, ttlMs)
+        await store.append(keys.chatEvents(run.tenantId, run.requestId), batch.join(''), ttlMs)
         if (run.remoteWatchers > 0) await publishFeed(run, { from, events: batch })
       } catch (err) {
         logger.warn({ err, request_id: run.requestId }, 'could not store chat events: a resume on another instance may miss them')
@@ -245,8 +246,9 @@ export function createChatService(deps: ChatServiceDeps) {
     return run.flushing
   }
 
+  /** while another instance follows the run, its events reach the store within FLUSH_MS; otherwise at the end */
   function scheduleFlush(run: Run): void {
-    if (!shared || run.flushTimer) return
+    if (run.remoteWatchers === 0 || run.flushTimer) return
     run.flushTimer = setTimeout(() => {
       run.flushTimer = undefined
       if (!run.ended) void flush(run)
@@ -558,18 +560,17 @@ export function createChatService(deps: ChatServiceDeps) {
 
   async function follow(tenantId: string, requestId: string, after: number, signal: AbortSignal): Promise<AsyncGenerator<string>> {
     const feed = new EventFeed()
-    const listKey = keys.chatEvents(tenantId, requestId)
+    const logKey = keys.chatEvents(tenantId, requestId)
     let endAt: number | undefined
     let heardAt = now()
     let lastSentAt = now()
     let filling: Promise<void> = Promise.resolve()
 
-    /** reads what the list has beyond the feed (one read at a time) */
-    const fillFromList = () => {
+    /** reads what the log has beyond the feed (one read at a time) */
+    const fillFromLog = () => {
       filling = filling.then(async () => {
         try {
-          const from = feed.events.length
-          feed.fill(from, await store.lRange(listKey, from, -1))
+          feed.fill(0, splitEvents((await store.get(logKey)) ?? ''))
         } catch (err) {
           logger.warn({ err, request_id: requestId }, 'could not read chat events from the store')
         }
@@ -580,11 +581,11 @@ export function createChatService(deps: ChatServiceDeps) {
 
     const onFeed = jsonMessages<FeedMessage>((m) => {
       if ('events' in m) {
-        if (m.from > feed.events.length) void fillFromList()
+        if (m.from > feed.events.length) void fillFromLog()
         feed.fill(m.from, m.events)
       } else {
         if (m.end) endAt = m.count
-        if (m.count > feed.events.length || m.end) void fillFromList()
+        if (m.count > feed.events.length || m.end) void fillFromLog()
       }
     })
     const unsubscribe = await store.subscribe(channels.chat(tenantId, requestId), (raw) => {
@@ -594,9 +595,11 @@ export function createChatService(deps: ChatServiceDeps) {
     const announce = (t: 'watch' | 'unwatch') =>
       store.publish(channels.chatControl(), JSON.stringify({ t, tenant: tenantId, rid: requestId } satisfies ControlMessage)).catch(() => {})
     await announce('watch')
-    await fillFromList()
+    await fillFromLog()
     const claim = await readClaim(tenantId, requestId).catch(() => undefined)
     if (!claim || claim.state === 'ended') {
+      // the holder writes the whole log before the claim says ended: read it again, it may have ended meanwhile
+      await fillFromLog()
       endAt = feed.events.length
       feed.finish()
     }
@@ -611,7 +614,7 @@ export function createChatService(deps: ChatServiceDeps) {
       heardAt = now()
       const c = await readClaim(tenantId, requestId).catch(() => undefined)
       if (c?.state === 'live') return
-      await fillFromList()
+      await fillFromLog()
       if (!c && !feed.ended) {
         // the holder is gone without an ending: say so rather than wait forever
         const id = feed.events.length

@@ -28,3 +28,15 @@ export function formatEvent(id: number, name: string, data: Record<string, unkno
 
 /** the comment sent while a stream is silent */
 export const PING = ': ping\n\n'
+
+/** the events of a log written as their texts back to back (an event's text holds no blank line but its end) */
+export function splitEvents(log: string): string[] {
+  const events: string[] = []
+  for (let start = 0; start < log.length; ) {
+    const end = log.indexOf('\n\n', start)
+    if (end === -1) break // a torn tail is not an event
+    events.push(log.slice(start, end + 2))
+    start = end + 2
+  }
+  return events
+}
