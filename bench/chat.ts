@@ -9,8 +9,11 @@
  * - throughput: 200 concurrent streams × 200 unpaced chunks → generation_chunk events per second, CPU µs per event.
  *
  *   bun bench/chat.ts [--paced-streams 500] [--paced-chunks 50] [--delay-ms 20]
- *                     [--streams 200] [--chunks 200] [--rounds 3]
+ *                     [--streams 200] [--chunks 200] [--rounds 3] [--no-embedded]
  *   BENCH_DATABASE_URL=postgres://… BENCH_REDIS_URL=redis://… adds the gateway on Postgres + Redis
+ *   BENCH_COMPARE_ROOT=<another checkout> adds that checkout's gateway on Postgres + Redis too (an A/B in one run)
+ *
+ * Both scenarios run `--rounds` times, the targets in rotating order; each target's median round is reported.
  *
  * Bun's fetch allows 256 requests in flight unless BUN_CONFIG_MAX_HTTP_REQUESTS is set before Bun starts, so
  * without it this script re-runs itself with BUN_CONFIG_MAX_HTTP_REQUESTS=4096 (the relay and the gateway get it too).
@@ -36,6 +39,7 @@ const { values: args } = parseArgs({
     streams: { type: 'string', default: '200' },
     chunks: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '3' },
+    'no-embedded': { type: 'boolean', default: false },
   },
 })
 const PACED_STREAMS = Number(args['paced-streams'])
@@ -80,24 +84,16 @@ try {
     concurrent_voice_sessions_per_user: big,
     daily_tokens: big,
   }
-  const started = await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas, env: commonEnv })
-  const gateway = started.target
-  const token = started.token
-  scope.keep(gateway)
+  const gateways: Array<{ target: Target; token: string }> = []
+  if (!args['no-embedded']) gateways.push(await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas, env: commonEnv }))
   // The production shape, when the servers are here: Postgres and Redis instead of the embedded defaults.
-  let production: { target: Target; token: string } | undefined
-  if (process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL) {
-    production = await startGateway('gateway (Postgres + Redis)', {
-      algoUrl: simulator.url,
-      dataDir: scope.dataDir,
-      quotas,
-      env: commonEnv,
-      databaseUrl: process.env.BENCH_DATABASE_URL,
-      redisUrl: process.env.BENCH_REDIS_URL,
-    })
-    const { target } = production
-    scope.keep(target)
+  const deployed = { algoUrl: simulator.url, dataDir: scope.dataDir, quotas, env: commonEnv, databaseUrl: process.env.BENCH_DATABASE_URL, redisUrl: process.env.BENCH_REDIS_URL }
+  if (deployed.databaseUrl && deployed.redisUrl) {
+    gateways.push(await startGateway('gateway (Postgres + Redis)', deployed))
+    const compareRoot = process.env.BENCH_COMPARE_ROOT
+    if (compareRoot) gateways.push(await startGateway(`gateway (Postgres + Redis) from ${compareRoot}`, { ...deployed, root: compareRoot }))
   }
+  for (const g of gateways) scope.keep(g.target)
 
   const json = { 'content-type': 'application/json' }
   subjects = [
@@ -117,25 +113,15 @@ try {
       headers: json,
       body: (message) => JSON.stringify({ message }),
     },
-    {
-      name: 'gateway',
-      pid: gateway.pid,
+    ...gateways.map(({ target, token }): Subject => ({
+      name: target.name,
+      pid: target.pid,
       kind: 'sse',
-      url: `${gateway.url}/api/v2/chat/stream`,
+      url: `${target.url}/api/v2/chat/stream`,
       headers: { ...json, authorization: `Bearer ${token}` },
       body: (message) => JSON.stringify({ message }),
-    },
+    })),
   ]
-  if (production) {
-    subjects.push({
-      name: 'gateway (Postgres + Redis)',
-      pid: production.target.pid,
-      kind: 'sse',
-      url: `${production.target.url}/api/v2/chat/stream`,
-      headers: { ...json, authorization: `Bearer ${production.token}` },
-      body: (message) => JSON.stringify({ message }),
-    })
-  }
 } catch (err) {
   await stopAll()
   throw err
@@ -309,8 +295,9 @@ const percentile = (xs: number[], p: number) => {
 const median = (xs: number[]) => percentile(xs, 0.5)
 const rotate = <T>(xs: T[], by: number) => [...xs.slice(by % xs.length), ...xs.slice(0, by % xs.length)]
 
-const paced = new Map<string, Run>()
+const paced = new Map<string, Run[]>()
 const throughput = new Map<string, Run[]>()
+const add = (runs: Map<string, Run[]>, name: string, r: Run) => runs.set(name, [...(runs.get(name) ?? []), r])
 const started = performance.now()
 try {
   // Warm-up: JIT, connection pools, the gateway's token and tenant caches and its database.
@@ -321,11 +308,11 @@ try {
     }
   }
   // Paced first, so that the RSS baseline is not inflated by the heap the unpaced bursts leave behind.
-  for (const s of subjects) {
-    paced.set(s.name, await run(s, PACED_STREAMS, PACED_CHUNKS, DELAY_MS))
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const s of rotate(subjects, round)) add(paced, s.name, await run(s, PACED_STREAMS, PACED_CHUNKS, DELAY_MS))
   }
   for (let round = 0; round < ROUNDS; round++) {
-    for (const s of rotate(subjects, round)) throughput.set(s.name, [...(throughput.get(s.name) ?? []), await run(s, STREAMS, CHUNKS, 0)])
+    for (const s of rotate(subjects, round)) add(throughput, s.name, await run(s, STREAMS, CHUNKS, 0))
   }
 } finally {
   await stopAll()
@@ -343,7 +330,9 @@ interface Row {
 }
 const rows: Row[] = []
 for (const s of subjects) {
-  const p = paced.get(s.name)!
+  // the median round by time-to-first-chunk p99
+  const byTail = [...paced.get(s.name)!].sort((a, b) => percentile(a.ttfc, 0.99) - percentile(b.ttfc, 0.99))
+  const p = byTail[Math.floor(byTail.length / 2)]!
   rows.push({ target: s.name, scenario: `paced ${PACED_CHUNKS} chunks, ${DELAY_MS} ms/line`, r: p, chunksPerS: p.chunks / p.wallS })
 }
 for (const s of subjects) {
@@ -357,8 +346,8 @@ for (const s of subjects) {
 console.log(`\n${new Date().toISOString().slice(0, 10)} — ${machine()}`)
 console.log(
   `Loopback; simulator, bare relay and gateway in their own processes; the client is this process. ` +
-    `Each run starts once every process is idle. Throughput: median of ${ROUNDS} rounds in rotating order. ` +
-    '"gateway" runs on its embedded defaults (PGlite on disk in a temp DATA_DIR, in-memory store). ' +
+    `Each run starts once every process is idle. Median of ${ROUNDS} rounds in rotating order (paced: by TTFC p99; ` +
+    'throughput: by chunks/s). "gateway" runs on its embedded defaults (PGlite on disk in a temp DATA_DIR, in-memory store). ' +
     `Run took ${((performance.now() - started) / 1000).toFixed(0)} s.\n`,
 )
 console.log('| target | scenario | streams | chunks/s | TTFC p50 ms | TTFC p99 ms | lost/reordered | CPU µs/event | RSS growth KB/stream |')
@@ -398,10 +387,13 @@ for (const { target, scenario, r } of rows) {
       `${(r.clientCpuUs / 1e6).toFixed(2)} | ${(r.rssBeforeKb / 1024).toFixed(0)} → ${(r.rssPeakKb / 1024).toFixed(0)} | ${r.errors.length} |`,
   )
 }
-const args0 = `--paced-streams ${PACED_STREAMS} --paced-chunks ${PACED_CHUNKS} --delay-ms ${DELAY_MS} --streams ${STREAMS} --chunks ${CHUNKS} --rounds ${ROUNDS}`
-const envPrefix = process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL
-  ? `BENCH_DATABASE_URL=${process.env.BENCH_DATABASE_URL} BENCH_REDIS_URL=${process.env.BENCH_REDIS_URL} `
-  : ''
+const args0 =
+  `--paced-streams ${PACED_STREAMS} --paced-chunks ${PACED_CHUNKS} --delay-ms ${DELAY_MS} --streams ${STREAMS} --chunks ${CHUNKS} --rounds ${ROUNDS}` +
+  (args['no-embedded'] ? ' --no-embedded' : '')
+const envPrefix =
+  (process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL
+    ? `BENCH_DATABASE_URL=${process.env.BENCH_DATABASE_URL} BENCH_REDIS_URL=${process.env.BENCH_REDIS_URL} `
+    : '') + (process.env.BENCH_COMPARE_ROOT ? `BENCH_COMPARE_ROOT=${process.env.BENCH_COMPARE_ROOT} ` : '')
 console.log(`\nCommand: \`${envPrefix}bun bench/chat.ts ${args0}\` (re-runs itself with BUN_CONFIG_MAX_HTTP_REQUESTS=4096)`)
 console.log(
   'chunks/s: generation_chunk events received / wall time. TTFC: request sent → first generation_chunk received ' +

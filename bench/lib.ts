@@ -49,10 +49,11 @@ export async function spawnTarget(
   script: string,
   env: Record<string, string>,
   readyPath = '/health',
+  root = ROOT,
 ): Promise<Target> {
   const port = await freePort()
-  const proc = Bun.spawn([process.execPath, resolve(ROOT, script)], {
-    cwd: ROOT,
+  const proc = Bun.spawn([process.execPath, resolve(root, script)], {
+    cwd: root,
     env: { ...process.env, ...env, PORT: String(port) },
     stdout: 'ignore',
     stderr: 'inherit',
@@ -215,7 +216,7 @@ const BENCH_PASSWORD = 'bench-password-123'
  */
 export async function startGateway(
   name: string,
-  opts: { algoUrl: string; dataDir: string; quotas: Record<string, number>; databaseUrl?: string; redisUrl?: string; env?: Record<string, string> },
+  opts: { algoUrl: string; dataDir: string; quotas: Record<string, number>; databaseUrl?: string; redisUrl?: string; env?: Record<string, string>; root?: string },
 ): Promise<{ target: Target; token: string }> {
   const target = await spawnTarget(name, 'src/index.ts', {
     ...opts.env,
@@ -227,7 +228,7 @@ export async function startGateway(
     JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
     DATABASE_URL: opts.databaseUrl ?? '',
     REDIS_URL: opts.redisUrl ?? '',
-  })
+  }, '/health', opts.root)
   try {
     return { target, token: await adminTokenWithQuotas(target.url, BENCH_PASSWORD, opts.quotas) }
   } catch (err) {
