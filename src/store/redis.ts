@@ -1,11 +1,16 @@
 /**
- * Redis-backed store shared by every gateway instance (node-redis).
+ * Redis-backed store shared by every gateway instance.
  *
- * Failing fast is the point: auth must answer 503 within a second when Redis is away, not wait. So the
- * offline queue is off (a call while disconnected rejects at once), every call is bounded by a timeout,
- * the client reconnects forever in the background with a backoff capped at 1 s, and every failure
- * becomes a StoreUnavailableError. Pub/sub uses its own connection, as Redis requires.
+ * Failing fast is the point: auth must answer 503 within a second when Redis is away, not wait. So nothing is
+ * queued while disconnected (a call then rejects at once), every call is bounded by a timeout, both
+ * connections reconnect forever in the background with a backoff capped at 1 s, and every failure becomes a
+ * StoreUnavailableError.
+ *
+ * Two connections, as Redis requires for pub/sub: commands go through Bun's built-in client, subscriptions
+ * through node-redis (which re-subscribes after a reconnect). Bun's client costs a fraction of node-redis's
+ * CPU per command when commands are not already batched by load (bench/redis-clients.ts).
  */
+import { RedisClient as BunRedisClient } from 'bun'
 import { createClient } from 'redis'
 import {
   callSafely,
@@ -51,8 +56,16 @@ for i, key in ipairs(KEYS) do
   out[2 * i] = ttl
 end
 return out`
-/** EVALSHA sends 40 bytes instead of the script on every call; EVAL loads it when Redis lost it (restart). */
-const INCR_SHA = new Bun.CryptoHasher('sha1').update(INCR_SCRIPT).digest('hex')
+/** adds ARGV[2..] to the set KEYS[1] and sets its TTL to ARGV[1] ms, atomically; returns how many were new */
+const SADD_TTL_SCRIPT = `
+local added = redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return added`
+/** appends ARGV[2] to KEYS[1] and sets its TTL to ARGV[1] ms, atomically */
+const APPEND_TTL_SCRIPT = `
+redis.call('APPEND', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`
 
 interface Subscription {
   handler: MessageHandler
@@ -71,19 +84,61 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
   let closed = false
   let closing: Promise<void> | undefined
 
-  const client = buildClient(opts.url)
-  const subscriber = client.duplicate()
+  const commands = commandConnection(opts.url)
+  const client = commands.client
+  const subscriber = buildSubscriber(opts.url)
   const channels = new Map<string, ChannelState>()
 
-  watchConnection(client, 'commands')
   watchConnection(subscriber, 'pubsub', notifyResubscribed, notifyLost)
 
   // connect() settles only once connected (it retries forever), so bound the wait and carry on in the background
-  const connected = Promise.all([client.connect(), subscriber.connect()])
+  const connected = Promise.all([commands.firstConnect, subscriber.connect()])
   connected.catch(() => {}) // rejects only when closed before ever connecting
   await settledWithin(connected, FIRST_CONNECT_WAIT_MS)
 
-  function buildClient(url: string): RedisClient {
+  /** Bun's client, reconnected here (its own retries give up after a while): same backoff and logging as pub/sub. */
+  function commandConnection(url: string) {
+    let c: BunRedisClient
+    try {
+      c = new BunRedisClient(url, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: CONNECT_TIMEOUT_MS })
+    } catch (err) {
+      throw new StoreUnavailableError('connect', { cause: err })
+    }
+    let state: 'connecting' | 'ready' | 'down' = 'connecting'
+    let retries = 0
+    let retry: ReturnType<typeof setTimeout> | undefined
+    const first = Promise.withResolvers<void>()
+    c.onconnect = () => {
+      const recovered = state === 'down'
+      state = 'ready'
+      retries = 0
+      first.resolve()
+      if (closed) return
+      logger?.info({ connection: 'commands' }, recovered ? 'redis connection restored' : 'redis connected')
+    }
+    c.onclose = (err) => {
+      if (closed) return
+      if (state !== 'down') {
+        logger?.warn({ connection: 'commands', err }, state === 'ready' ? 'redis connection lost; reconnecting' : 'redis unreachable; retrying')
+        state = 'down'
+      }
+      clearTimeout(retry)
+      retry = setTimeout(() => {
+        if (!closed) c.connect().catch(() => {}) // a failure comes back through onclose
+      }, reconnectDelay(retries++))
+    }
+    c.connect().catch(() => {})
+    return {
+      client: c,
+      firstConnect: first.promise,
+      close() {
+        clearTimeout(retry)
+        c.close()
+      },
+    }
+  }
+
+  function buildSubscriber(url: string): RedisClient {
     try {
       return createClient({
         url,
@@ -187,6 +242,21 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
     }
   }
 
+  /** EVALSHA sends 40 bytes instead of the script on every call; EVAL loads it when Redis lost it (restart). */
+  function script(source: string) {
+    const sha = new Bun.CryptoHasher('sha1').update(source).digest('hex')
+    return (keys: string[], args: string[]): Promise<unknown> => {
+      const tail = [String(keys.length), ...keys, ...args]
+      return client.send('EVALSHA', [sha, ...tail]).catch((err: unknown) => {
+        if (err instanceof Error && err.message.includes('NOSCRIPT')) return client.send('EVAL', [source, ...tail])
+        throw err
+      })
+    }
+  }
+  const incrScript = script(INCR_SCRIPT)
+  const sAddTtlScript = script(SADD_TTL_SCRIPT)
+  const appendTtlScript = script(APPEND_TTL_SCRIPT)
+
   async function incrMany(entries: ReadonlyArray<{ key: string; by?: number; ttlMs?: number }>) {
     if (entries.length === 0) return []
     const args: string[] = []
@@ -194,13 +264,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
       checkIncrement(by)
       args.push(String(by), String(checkTtl(ttlMs) ?? 0))
     }
-    const options = { keys: entries.map((e) => e.key), arguments: args }
-    const reply = (await run('incr', () =>
-      client.evalSha(INCR_SHA, options).catch((err: unknown) => {
-        if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return client.eval(INCR_SCRIPT, options)
-        throw err
-      }),
-    )) as number[]
+    const reply = (await run('incr', () => incrScript(entries.map((e) => e.key), args))) as number[]
     return entries.map((_, i) => ({ value: reply[2 * i]!, ttlMs: reply[2 * i + 1]! }))
   }
 
@@ -211,22 +275,19 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
 
     async set(key, value, options: SetOptions = {}) {
       const ttlMs = checkTtl(options.ttlMs)
-      const reply = await run('set', () =>
-        client.set(key, value, {
-          ...(ttlMs !== undefined && { expiration: { type: 'PX' as const, value: ttlMs } }),
-          ...(options.onlyIfAbsent && { condition: 'NX' as const }),
-        }),
-      )
-      return reply !== null
+      const args = [key, value]
+      if (ttlMs !== undefined) args.push('PX', String(ttlMs))
+      if (options.onlyIfAbsent) args.push('NX')
+      return (await run('set', () => client.send('SET', args))) !== null
     },
 
     async del(...keys) {
       if (keys.length === 0) return 0
-      return run('del', () => client.del(keys))
+      return (await run('del', () => client.send('DEL', keys))) as number
     },
 
     async exists(key) {
-      return (await run('exists', () => client.exists(key))) > 0
+      return ((await run('exists', () => client.send('EXISTS', [key]))) as number) > 0
     },
 
     async incr(key, by = 1, ttlMs) {
@@ -238,34 +299,33 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
 
     async mGet(keys) {
       if (keys.length === 0) return []
-      return run('mGet', () => client.mGet(keys))
+      return (await run('mGet', () => client.send('MGET', keys))) as Array<string | null>
     },
 
     async sAdd(key, members, ttlMs) {
       const ttl = checkTtl(ttlMs)
       if (members.length === 0) return 0 // SADD without members is a syntax error
-      if (ttl === undefined) return run('sAdd', () => client.sAdd(key, members))
-      const [added] = await run('sAdd', () => client.multi().sAdd(key, members).pExpire(key, ttl).exec())
-      return Number(added)
+      if (ttl === undefined) return (await run('sAdd', () => client.send('SADD', [key, ...members]))) as number
+      return (await run('sAdd', () => sAddTtlScript([key], [String(ttl), ...members]))) as number
     },
 
     async sRem(key, members) {
       if (members.length === 0) return 0
-      return run('sRem', () => client.sRem(key, members))
+      return (await run('sRem', () => client.send('SREM', [key, ...members]))) as number
     },
 
-    sMembers: (key) => run('sMembers', () => client.sMembers(key)),
+    sMembers: async (key) => (await run('sMembers', () => client.send('SMEMBERS', [key]))) as string[],
 
-    sCard: (key) => run('sCard', () => client.sCard(key)),
+    sCard: async (key) => (await run('sCard', () => client.send('SCARD', [key]))) as number,
 
     async append(key, value, ttlMs) {
       const ttl = checkTtl(ttlMs)
-      if (ttl === undefined) await run('append', () => client.append(key, value))
-      else await run('append', () => client.multi().append(key, value).pExpire(key, ttl).exec())
+      if (ttl === undefined) await run('append', () => client.send('APPEND', [key, value]))
+      else await run('append', () => appendTtlScript([key], [String(ttl), value]))
     },
 
     async publish(channel, message) {
-      await run('publish', () => client.publish(channel, message))
+      await run('publish', () => client.send('PUBLISH', [channel, message]))
     },
 
     async subscribe(channel, handler, options: SubscribeOptions = {}) {
@@ -303,14 +363,15 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
     ping: () =>
       run('ping', async () => {
         requireSubscriber() // without pub/sub, invalidations between instances are lost: not ready
-        await client.ping()
+        await client.send('PING', [])
       }),
 
     close() {
       if (!closing) {
         closed = true
         channels.clear()
-        closing = Promise.all([shutdown(client), shutdown(subscriber)]).then(() => {})
+        commands.close()
+        closing = shutdown(subscriber)
       }
       return closing
     },
