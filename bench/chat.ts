@@ -9,7 +9,7 @@
  * - throughput: 200 concurrent streams × 200 unpaced chunks → generation_chunk events per second, CPU µs per event.
  *
  *   bun bench/chat.ts [--paced-streams 500] [--paced-chunks 50] [--delay-ms 20]
- *                     [--streams 200] [--chunks 200] [--rounds 3] [--no-embedded]
+ *                     [--streams 200] [--chunks 200] [--rounds 3] [--warmup 5] [--no-embedded]
  *   BENCH_DATABASE_URL=postgres://… BENCH_REDIS_URL=redis://… adds the gateway on Postgres + Redis
  *   BENCH_COMPARE_ROOT=<another checkout> adds that checkout's gateway on Postgres + Redis too (an A/B in one run)
  *
@@ -39,6 +39,7 @@ const { values: args } = parseArgs({
     streams: { type: 'string', default: '200' },
     chunks: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '5' },
     'no-embedded': { type: 'boolean', default: false },
   },
 })
@@ -48,6 +49,8 @@ const DELAY_MS = Number(args['delay-ms'])
 const STREAMS = Number(args.streams)
 const CHUNKS = Number(args.chunks)
 const ROUNDS = Number(args.rounds)
+/** full-size unpaced runs per target before measuring */
+const WARMUP = Number(args.warmup)
 const STREAM_TIMEOUT_MS = 60_000
 /** lines of a seed /query stream besides its chunks: retrieval_start/progress/result, generation_start/done */
 const EXTRA_LINES = 5
@@ -300,10 +303,11 @@ const throughput = new Map<string, Run[]>()
 const add = (runs: Map<string, Run[]>, name: string, r: Run) => runs.set(name, [...(runs.get(name) ?? []), r])
 const started = performance.now()
 try {
-  // Warm-up: JIT, connection pools, the gateway's token and tenant caches and its database.
+  // Warm-up: connection pools, the gateway's token and tenant caches and its database, then the JIT — a
+  // server's steady state, not its first seconds (a short warm-up left the gateway's JIT threads busy while measured)
   for (const s of subjects) {
-    for (let k = 0; k < 3; k++) {
-      const w = await run(s, 50, 20, 0)
+    for (let k = 0; k < 3 + WARMUP; k++) {
+      const w = k < 3 ? await run(s, 50, 20, 0) : await run(s, STREAMS, CHUNKS, 0)
       if (w.errors.length) throw new Error(`${s.name} warm-up failed: ${w.errors[0]}`)
     }
   }
@@ -388,7 +392,7 @@ for (const { target, scenario, r } of rows) {
   )
 }
 const args0 =
-  `--paced-streams ${PACED_STREAMS} --paced-chunks ${PACED_CHUNKS} --delay-ms ${DELAY_MS} --streams ${STREAMS} --chunks ${CHUNKS} --rounds ${ROUNDS}` +
+  `--paced-streams ${PACED_STREAMS} --paced-chunks ${PACED_CHUNKS} --delay-ms ${DELAY_MS} --streams ${STREAMS} --chunks ${CHUNKS} --rounds ${ROUNDS} --warmup ${WARMUP}` +
   (args['no-embedded'] ? ' --no-embedded' : '')
 const envPrefix =
   (process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL

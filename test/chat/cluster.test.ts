@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { TestApp } from '../helpers/app'
 import { makeTenant, makeUser, type TestUser } from '../helpers/identity'
+import { keys } from '../../src/store'
 import { ci, createThrowawayDatabase, hasPostgres, hasRedis, redisUrl } from '../helpers/services'
 import { chatRequest, chatUser, eventually, listeningGateway, SseReader, type SseEvent } from './helpers'
 
@@ -76,6 +77,19 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
     // a whole replay from B after the end matches, from the store's log
     const again = await new SseReader(await resume(b, id)).rest()
     expect(events(again).map((e) => [e.id, e.event, e.data])).toEqual(joined.map((e) => [e.id, e.event, e.data]))
+  })
+
+  test('a stream nobody follows elsewhere costs Redis nothing while it runs; its whole log is there at its end, for B to replay', async () => {
+    const id = rid()
+    const logKey = keys.chatEvents(user.tenantId, id)
+    const reader = new SseReader(await post(a, { message: 'quiet [[sim chunks=30 delay_ms=10]]', request_id: id }))
+    for (let i = 0; i < 10; i++) await reader.until('generation_chunk')
+    expect(await a.gw.deps.store.get(logKey)).toBeNull()
+    const got = events(await reader.rest())
+    expect(got.at(-1)!.event).toBe('stream_end')
+    await eventually(async () => (await a.gw.deps.store.get(logKey)) !== null)
+    const replay = await new SseReader(await resume(b, id)).rest()
+    expect(events(replay).map((e) => [e.id, e.event, e.data])).toEqual(got.map((e) => [e.id, e.event, e.data]))
   })
 
   test('an idempotent re-POST on B attaches to the stream A holds', async () => {
