@@ -132,3 +132,5 @@ const server = Bun.serve({
 })
 export {}
 console.log(JSON.stringify({ msg: 'bare relay listening', port: server.port, upstream: upstreamUrl }))
+// a clean exit on SIGTERM (as the gateway's), so that runtime exit hooks such as --cpu-prof run
+process.on('SIGTERM', () => process.exit(0))
