@@ -144,8 +144,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
         url,
         disableOfflineQueue: true, // a call while disconnected must fail, not wait for the reconnect
         socket: { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: reconnectDelay },
-        // run() bounds every call itself; node-redis's own default (an AbortSignal.timeout per command) only
-        // adds per-command cost on the auth hot path
+        // run() bounds every call itself (node-redis's own default adds an AbortSignal.timeout per command)
         commandOptions: { timeout: 0 },
       })
     } catch (err) {
