@@ -77,6 +77,20 @@ describe.each(drivers)('message writer on $name', ({ postgres }) => {
     expect(c!.messageCount).toBe(2)
   })
 
+  test('a NUL or a lone surrogate in a message is stored as U+FFFD, and the rest of its batch is stored too', async () => {
+    const writer = createMessageWriter({ db: gw.deps.db })
+    const ids = [newId('conv'), newId('conv'), newId('conv')]
+    const texts = ['nul \u0000 here', 'lone \ud800 here', 'fine 😀 \\u0000']
+    await Promise.all(
+      ids.map((id, i) =>
+        writer.start({ id, tenantId: world.tenantId, userId: world.alice.id }, question(world.alice.id, texts[i]!, i === 0 ? { references: [{ title: 'x\u0000' }] } : {})),
+      ),
+    )
+    const stored = await Promise.all(ids.map(async (id) => (await db().select().from(messages).where(eq(messages.conversationId, id)))[0]))
+    expect(stored.map((m) => m?.content)).toEqual(['nul \uFFFD here', 'lone \uFFFD here', 'fine 😀 \\u0000'])
+    expect(stored[0]!.references).toEqual([{ title: 'x\uFFFD' }])
+  })
+
   test("starting a conversation whose id exists stores nothing and leaves that conversation as it was", async () => {
     const writer = createMessageWriter({ db: gw.deps.db })
     const existing = await insertConversation(gw, world.bob, { title: 'kept' })

@@ -13,7 +13,7 @@ import { type DatabaseHandle, rawQuery } from '../../db'
 import { newId } from '../../lib/ids'
 import { type AppendMessage, conversationErrors } from './service'
 
-/** rows per statement: 15 parameters each, far below Postgres's 65,535 */
+/** rows per statement (one JSON parameter holds them all) */
 const MAX_BATCH = 256
 
 interface Pending {
@@ -28,57 +28,49 @@ interface Pending {
   reject(err: unknown): void
 }
 
-const json = (v: unknown) => (v === undefined || v === null ? null : JSON.stringify(v))
-
-/** the columns of v, with their types: a row's parameters are cast so that jsonb and integers arrive as such */
-const COLUMNS = [
-  ['id', 'text'],
-  ['tenant_id', 'text'],
-  ['conversation_id', 'text'],
-  ['user_id', 'text'],
-  ['role', 'text'],
-  ['content', 'text'],
-  ['modality', 'text'],
-  ['status', 'text'],
-  ['"references"', 'jsonb'],
-  ['usage', 'jsonb'],
-  ['ttft_ms', 'integer'],
-  ['duration_ms', 'integer'],
-  ['request_id', 'text'],
-  ['created_at', 'timestamptz'],
-  ['new_title', 'text'],
-] as const
-
-function params(p: Pending): unknown[] {
+/** one message as the statement's JSON row */
+function row(p: Pending) {
   const m = p.input
-  return [
-    p.messageId,
-    p.tenantId,
-    p.conversationId,
-    m.userId,
-    m.role,
-    m.content ?? '',
-    m.modality ?? 'text',
-    m.status ?? 'completed',
-    json(m.references),
-    json(m.usage),
-    m.ttftMs ?? null,
-    m.durationMs ?? null,
-    m.requestId ?? null,
-    p.createdAt.toISOString(),
-    p.newConversation ? p.newConversation.title : null,
-  ]
+  return {
+    id: p.messageId,
+    tenant_id: p.tenantId,
+    conversation_id: p.conversationId,
+    user_id: m.userId,
+    role: m.role,
+    content: m.content ?? '',
+    modality: m.modality ?? 'text',
+    status: m.status ?? 'completed',
+    references: m.references ?? null,
+    usage: m.usage ?? null,
+    ttft_ms: m.ttftMs ?? null,
+    duration_ms: m.durationMs ?? null,
+    request_id: m.requestId ?? null,
+    created_at: p.createdAt.toISOString(),
+    new_title: p.newConversation ? p.newConversation.title : null,
+  }
 }
 
-const statements = new Map<number, string>()
+/**
+ * Text Postgres can store: a NUL or a lone UTF-16 surrogate (from an upstream or a client) becomes U+FFFD.
+ * Postgres refuses both, and one refused row would fail the whole batch: other streams' messages too.
+ */
+function storable(_key: string, value: unknown): unknown {
+  if (typeof value !== 'string') return value
+  const text = value.isWellFormed() ? value : value.toWellFormed()
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text
+}
 
-/** the statement for `rows` messages (built once per size) */
-function statement(rows: number): string {
-  let text = statements.get(rows)
-  if (text) return text
-  const values = Array.from({ length: rows }, (_, r) => `(${COLUMNS.map(([, type], c) => `$${r * COLUMNS.length + c + 1}::${type}`).join(', ')})`)
-  text = `
-    with v (${COLUMNS.map(([name]) => name).join(', ')}) as (values ${values.join(', ')}),
+/**
+ * One statement text whatever the batch size: the rows arrive as one JSON array ($1), so the driver serialises
+ * one parameter instead of fifteen per row and the server parses the same short text every time.
+ */
+const STATEMENT = `
+    with v as (
+      select * from json_to_recordset($1::text::json) as x(
+        id text, tenant_id text, conversation_id text, user_id text, role text, content text, modality text,
+        status text, "references" jsonb, usage jsonb, ttft_ms integer, duration_ms integer, request_id text,
+        created_at timestamptz, new_title text)
+    ),
     news as (select distinct tenant_id, conversation_id from v where new_title is not null),
     created as (
       insert into conversations (id, tenant_id, user_id, title, created_at, updated_at, last_message_at, message_count)
@@ -105,9 +97,6 @@ function statement(rows: number): string {
     from v
     where (tenant_id, conversation_id) in (select tenant_id, id from created union all select tenant_id, id from bumped)
     returning id`
-  if (statements.size < 64) statements.set(rows, text)
-  return text
-}
 
 export function createMessageWriter({ db }: { db: DatabaseHandle }) {
   let queue: Pending[] = []
@@ -120,7 +109,7 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
         const batch = queue.slice(0, MAX_BATCH)
         queue = queue.slice(batch.length)
         try {
-          const rows = await rawQuery<{ id: string }>(db, statement(batch.length), batch.flatMap(params))
+          const rows = await rawQuery<{ id: string }>(db, STATEMENT, [JSON.stringify(batch.map(row), storable)])
           const stored = new Set(rows.map((r) => r.id))
           for (const p of batch) stored.has(p.messageId) ? p.resolve() : p.reject(conversationErrors.notFound())
         } catch (err) {
