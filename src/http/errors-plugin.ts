@@ -3,6 +3,7 @@
  * every failure into the contract's body {error, code, request_id, details?}.
  */
 import { Elysia, type ValidationError } from 'elysia'
+import { pgErrorCode } from '../db/client'
 import { AppError, errorBody } from '../errors'
 import type { Logger } from '../observability/logger'
 import { checkDeclaredLength, createJsonBodyParser } from './body'
@@ -89,6 +90,11 @@ function toAppError(
     case 'INVALID_COOKIE_SIGNATURE':
       return new AppError(400, 'INVALID_COOKIE', 'Cookie signature is invalid')
     default: {
+      // text Postgres cannot store (a NUL, or one escaped in JSON) reached a write: the input's fault, not ours
+      const sqlState = pgErrorCode(error)
+      if (sqlState === '22021' || sqlState === '22P05') {
+        return new AppError(400, 'VALIDATION_FAILED', 'Text must not contain NUL characters (\\u0000)', undefined, { cause: error })
+      }
       const status = typeof code === 'number' ? code : 500
       if (status >= 400 && status < 500) {
         return new AppError(status, 'BAD_REQUEST', error instanceof Error ? error.message : 'Bad request')

@@ -85,6 +85,18 @@ describe('create, read, update, delete', () => {
     expect(JSON.stringify(reply.body.details)).toContain(field)
   })
 
+  test('a title Postgres cannot store (a NUL) → 400 VALIDATION_FAILED, not a 500; nothing is created', async () => {
+    const alice = as(gw, world.alice)
+    const before = (await gw.deps.db.db.select().from(conversations).where(eq(conversations.userId, world.alice.id))).length
+    const reply = await alice.post(CONV, { title: 'a\u0000b' })
+    expect(reply.status).toBe(400)
+    expect(reply.body).toMatchObject({ code: 'VALIDATION_FAILED' })
+    const { body: created } = await alice.post(CONV, { title: 'fine' })
+    expect((await alice.patch(`${CONV}/${created.id}`, { title: '\u0000' })).status).toBe(400)
+    expect((await alice.get(`${CONV}/${created.id}`)).body.title).toBe('fine')
+    expect((await gw.deps.db.db.select().from(conversations).where(eq(conversations.userId, world.alice.id))).length).toBe(before + 1)
+  })
+
   test('PATCH with an empty body → 400; bad list parameters → 400 naming them', async () => {
     const alice = as(gw, world.alice)
     const { body: created } = await alice.post(CONV, {})
