@@ -60,6 +60,15 @@ function storable(_key: string, value: unknown): unknown {
   return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text
 }
 
+/** JSON escapes of a NUL or a surrogate: only a batch holding one needs the (slower) replacer pass */
+const SUSPECT_ESCAPE = /\\u(?:0000|d[89a-f])/i
+
+function rowsJson(batch: Pending[]): string {
+  const rows = batch.map(row)
+  const text = JSON.stringify(rows)
+  return SUSPECT_ESCAPE.test(text) ? JSON.stringify(rows, storable) : text
+}
+
 /**
  * One statement text whatever the batch size: the rows arrive as one JSON array ($1), so the driver serialises
  * one parameter instead of fifteen per row and the server parses the same short text every time.
@@ -109,7 +118,7 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
         const batch = queue.slice(0, MAX_BATCH)
         queue = queue.slice(batch.length)
         try {
-          const rows = await rawQuery<{ id: string }>(db, STATEMENT, [JSON.stringify(batch.map(row), storable)])
+          const rows = await rawQuery<{ id: string }>(db, STATEMENT, [rowsJson(batch)])
           const stored = new Set(rows.map((r) => r.id))
           for (const p of batch) stored.has(p.messageId) ? p.resolve() : p.reject(conversationErrors.notFound())
         } catch (err) {
