@@ -9,9 +9,9 @@
  *
  * Across instances (Redis as the store): the request id is claimed in the store (tenant-scoped); while another
  * instance follows the stream, the holder appends the feed to a store log in batches and publishes them, and at
- * the end it writes the whole feed there for the replay TTL; cancel, watch and unwatch travel on one control
- * channel. A stream nobody else follows costs no store writes between its start and its end. With the in-process store (one instance) none of that is
- * written: the run itself is the replay log, kept for CHAT_REPLAY_TTL_S after its end.
+ * the end it writes the whole feed there for the replay TTL (a stream nobody else follows costs no store writes
+ * between its start and its end); cancel, watch and unwatch travel on one control channel. With the in-process
+ * store (one instance) none of that is written: the run itself is the replay log, kept for CHAT_REPLAY_TTL_S.
  *
  * Everything that stops a run early (cancel, grace expiry, revoked token, shutdown) aborts its AbortController
  * with a StreamStop; the same signal is the upstream call's, so the upstream socket closes too.
@@ -566,7 +566,7 @@ export function createChatService(deps: ChatServiceDeps) {
     let lastSentAt = now()
     let filling: Promise<void> = Promise.resolve()
 
-    /** reads what the log has beyond the feed (one read at a time) */
+    /** reads the stored log and adds what the feed lacks (one read at a time) */
     const fillFromLog = () => {
       filling = filling.then(async () => {
         try {
