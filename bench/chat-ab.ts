@@ -10,7 +10,7 @@
  */
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { benchRun, cpuMicros, machine, ROOT, startGateway, startSimulatorProcess } from './lib'
+import { benchRun, cpuMicros, machine, RAISED_QUOTAS, ROOT, startGateway, startSimulatorProcess } from './lib'
 
 const { values: args } = parseArgs({
   options: {
@@ -29,15 +29,6 @@ const SLICES = Number(args.slices)
 const message = `chat-ab [[sim chunks=${Number(args.chunks)}]]`
 
 const scope = benchRun('vh-bench-chat-ab-')
-const big = 2_000_000_000
-const quotas = {
-  requests_per_minute_per_user: big,
-  requests_per_minute: big,
-  concurrent_streams_per_user: big,
-  concurrent_voice_sessions: big,
-  concurrent_voice_sessions_per_user: big,
-  daily_tokens: big,
-}
 const deployed = Boolean(process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL)
 
 interface Subject {
@@ -77,7 +68,7 @@ try {
     const { target, token } = await startGateway(`${name} (${root})`, {
       algoUrl: simulator.url,
       dataDir: `${scope.dataDir}/${name}`,
-      quotas,
+      quotas: RAISED_QUOTAS,
       env: { BUN_CONFIG_MAX_HTTP_REQUESTS: '4096' },
       databaseUrl: process.env.BENCH_DATABASE_URL,
       redisUrl: process.env.BENCH_REDIS_URL,

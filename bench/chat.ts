@@ -20,7 +20,7 @@
  * The gateway runs on its embedded defaults: PGlite in a temporary DATA_DIR and the in-memory store.
  */
 import { parseArgs } from 'node:util'
-import { benchRun, cpuMicros, machine, rssKb, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
+import { benchRun, cpuMicros, machine, RAISED_QUOTAS, rssKb, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const MAX_HTTP_REQUESTS = '4096'
 if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== MAX_HTTP_REQUESTS) {
@@ -78,19 +78,10 @@ try {
   scope.keep(simulator)
   const relay = await spawnTarget('bare relay', 'bench/targets/bare-relay.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url })
   scope.keep(relay)
-  const big = 2_000_000_000
-  const quotas = {
-    requests_per_minute_per_user: big,
-    requests_per_minute: big,
-    concurrent_streams_per_user: big,
-    concurrent_voice_sessions: big,
-    concurrent_voice_sessions_per_user: big,
-    daily_tokens: big,
-  }
   const gateways: Array<{ target: Target; token: string }> = []
-  if (!args['no-embedded']) gateways.push(await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas, env: commonEnv }))
+  if (!args['no-embedded']) gateways.push(await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv }))
   // The production shape, when the servers are here: Postgres and Redis instead of the embedded defaults.
-  const deployed = { algoUrl: simulator.url, dataDir: scope.dataDir, quotas, env: commonEnv, databaseUrl: process.env.BENCH_DATABASE_URL, redisUrl: process.env.BENCH_REDIS_URL }
+  const deployed = { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv, databaseUrl: process.env.BENCH_DATABASE_URL, redisUrl: process.env.BENCH_REDIS_URL }
   if (deployed.databaseUrl && deployed.redisUrl) {
     gateways.push(await startGateway('gateway (Postgres + Redis)', deployed))
     const compareRoot = process.env.BENCH_COMPARE_ROOT

@@ -3,7 +3,7 @@
  * every failure into the contract's body {error, code, request_id, details?}.
  */
 import { Elysia, type ValidationError } from 'elysia'
-import { pgErrorCode } from '../db/client'
+import { pgErrorCode } from '../db'
 import { AppError, errorBody } from '../errors'
 import type { Logger } from '../observability/logger'
 import { checkDeclaredLength, createJsonBodyParser } from './body'
