@@ -56,8 +56,7 @@ function row(p: Pending) {
  */
 function storable(_key: string, value: unknown): unknown {
   if (typeof value !== 'string') return value
-  const text = value.isWellFormed() ? value : value.toWellFormed()
-  return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text
+  return value.toWellFormed().replaceAll('\u0000', '\uFFFD')
 }
 
 /** JSON escapes of a NUL or a surrogate: only a batch holding one needs the (slower) replacer pass */
