@@ -109,10 +109,11 @@ function handleFor(driver: Driver): DatabaseHandle {
 /**
  * Runs one parameterised SQL text on the driver directly, for the few hot statements whose query-builder cost
  * matters (the chat message writer): no Drizzle building, rows as plain objects keyed by column name.
+ * `prepare`: on Postgres, a named statement parsed and planned once per connection (a fixed text run often).
  */
-export async function rawQuery<T = Record<string, unknown>>(handle: DatabaseHandle, text: string, params: unknown[]): Promise<T[]> {
+export async function rawQuery<T = Record<string, unknown>>(handle: DatabaseHandle, text: string, params: unknown[], opts: { prepare?: boolean } = {}): Promise<T[]> {
   const driver = driverOf(handle)
-  if (driver.kind === 'postgres') return (await driver.client.unsafe(text, params as postgres.ParameterOrJSON<never>[])) as unknown as T[]
+  if (driver.kind === 'postgres') return (await driver.client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: opts.prepare ?? false })) as unknown as T[]
   return (await driver.client.query<T>(text, params)).rows
 }
 

@@ -138,6 +138,19 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
       return set.size - before
     },
 
+    async sAddCard(key, members, ttlMs) {
+      open('sAddCard')
+      const ttl = checkTtl(ttlMs)
+      const found = typed(key, isSet)
+      if (members.length === 0) return found?.value.size ?? 0
+      const entry = found?.entry ?? { value: new Set<string>() }
+      const set = entry.value as Set<string>
+      for (const m of members) set.add(m)
+      expireIn(entry, ttl)
+      data.set(key, entry)
+      return set.size
+    },
+
     async sRem(key, members) {
       open('sRem')
       const found = typed(key, isSet)

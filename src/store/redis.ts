@@ -61,7 +61,15 @@ const SADD_TTL_SCRIPT = `
 local added = redis.call('SADD', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return added`
-/** appends ARGV[2] to KEYS[1] and sets its TTL to ARGV[1] ms, atomically */
+/** SADD_TTL_SCRIPT (ARGV[1] 0: no TTL) returning the set's size after the add */
+const SADD_CARD_SCRIPT = `
+redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+if ARGV[1] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return redis.call('SCARD', KEYS[1])`
+/**
+ * appends ARGV[2] to KEYS[1] and sets its TTL to ARGV[1] ms, atomically. Lua copies its arguments slowly: a
+ * 40 KB value costs Redis ~90 µs here against ~2 µs for a plain SET, so a first write of a large value is a SET.
+ */
 const APPEND_TTL_SCRIPT = `
 redis.call('APPEND', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -255,6 +263,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
   const incrScript = script(INCR_SCRIPT)
   const sAddTtlScript = script(SADD_TTL_SCRIPT)
   const appendTtlScript = script(APPEND_TTL_SCRIPT)
+  const sAddCardScript = script(SADD_CARD_SCRIPT)
 
   async function incrMany(entries: ReadonlyArray<{ key: string; by?: number; ttlMs?: number }>) {
     if (entries.length === 0) return []
@@ -306,6 +315,12 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
       if (members.length === 0) return 0 // SADD without members is a syntax error
       if (ttl === undefined) return (await run('sAdd', () => client.send('SADD', [key, ...members]))) as number
       return (await run('sAdd', () => sAddTtlScript([key], [String(ttl), ...members]))) as number
+    },
+
+    async sAddCard(key, members, ttlMs) {
+      const ttl = checkTtl(ttlMs) ?? 0
+      if (members.length === 0) return (await run('sAddCard', () => client.send('SCARD', [key]))) as number
+      return (await run('sAddCard', () => sAddCardScript([key], [String(ttl), ...members]))) as number
     },
 
     async sRem(key, members) {

@@ -31,6 +31,8 @@ export interface Store {
   incrMany(entries: ReadonlyArray<{ key: string; by?: number; ttlMs?: number }>): Promise<Array<{ value: number; ttlMs: number }>>
   /** adds members; sets/refreshes the TTL when given; returns how many were new */
   sAdd(key: string, members: string[], ttlMs?: number): Promise<number>
+  /** sAdd, returning how many members the set has then (an admission against a count: one round trip) */
+  sAddCard(key: string, members: string[], ttlMs?: number): Promise<number>
   /** returns how many were removed; an emptied set disappears */
   sRem(key: string, members: string[]): Promise<number>
   sMembers(key: string): Promise<string[]>

@@ -140,6 +140,16 @@ export function storeContract(name: string, createStore: () => Promise<Store>): 
         expect(await store.sAdd(key, [])).toBe(0)
       })
 
+      test('sAddCard adds and answers the size of the set then, with the TTL as sAdd', async () => {
+        const key = k('s-card')
+        expect(await store.sAddCard(key, ['a', 'b'], 200)).toBe(2)
+        expect(await store.sAddCard(key, ['b', 'c'], 200)).toBe(3)
+        expect(await store.sAddCard(key, [])).toBe(3)
+        await Bun.sleep(300)
+        expect(await store.sCard(key)).toBe(0)
+        expect(await store.sAddCard(key, ['z'])).toBe(1)
+      })
+
       test('sAdd with a TTL refreshes it; the set expires when no longer refreshed', async () => {
         const key = k('s-ttl')
         await store.sAdd(key, ['a'], 200)

@@ -1,108 +1,134 @@
 /**
  * The events of one chat stream as its watchers see them: an append-only list of SSE texts (id = index) that
  * ends once. The instance running the stream appends to it as upstream lines arrive; an instance following a
- * stream held elsewhere fills it from the store. Any number of client connections read it, each from its own
+ * stream held elsewhere fills it from the store. Any number of client connections watch it, each from its own
  * position, so a re-POST, a resume and the original request are the same code.
+ *
+ * A watcher is pushed to: an event is written to every caught-up connection in the turn it is appended, with no
+ * promise or generator between the upstream read and the socket (Bun's direct stream buffers the turn's
+ * writes and sends them as one).
  */
 
 import { PING } from './sse'
 
+/** one client connection's side of a feed */
+interface Watcher {
+  /** the first event it is written (a resume starts after the client's last) */
+  from: number
+  write(text: string): void
+  close(): void
+}
+
 export class EventFeed {
   readonly events: string[] = []
   ended = false
-  /** bumped when a ping is due: the stream has been silent for a ping interval */
-  pings = 0
-  /** client connections reading this feed now */
-  watchers = 0
-  private waiting: PromiseWithResolvers<void> | undefined
+  private readonly watching: Watcher[] = []
 
-  /** settles at the next append, ping or end (one promise shared by every waiting watcher) */
-  changed(): Promise<void> {
-    this.waiting ??= Promise.withResolvers<void>()
-    return this.waiting.promise
-  }
-
-  /**
-   * Wakes the waiting watchers once per turn of the event loop, after every event of that turn is in: the
-   * lines of one upstream read then go to each client as one write instead of one write per line.
-   */
-  protected wake(): void {
-    if (!this.waiting || this.wakeScheduled) return
-    this.wakeScheduled = true
-    setImmediate(this.wakeNow)
-  }
-
-  private wakeScheduled = false
-  private readonly wakeNow = () => {
-    this.wakeScheduled = false
-    const w = this.waiting
-    this.waiting = undefined
-    w?.resolve()
+  /** client connections watching this feed now */
+  get watchers(): number {
+    return this.watching.length
   }
 
   push(text: string): void {
-    this.events.push(text)
-    this.wake()
+    const id = this.events.push(text) - 1
+    for (const w of this.watching) if (id >= w.from) w.write(text)
+  }
+
+  /** appends the events of one upstream read: each watcher gets them as one write */
+  pushAll(texts: readonly string[]): void {
+    if (texts.length === 1) return this.push(texts[0]!)
+    const from = this.events.length
+    for (const text of texts) this.events.push(text)
+    let joined: string | undefined
+    for (const w of this.watching) {
+      if (w.from <= from) w.write((joined ??= texts.join('')))
+      else if (w.from < this.events.length) w.write(this.events.slice(w.from).join(''))
+    }
   }
 
   /** places events known to start at `from` (a batch from another instance), ignoring what is already here */
   fill(from: number, texts: readonly string[]): void {
-    let added = false
-    for (let i = Math.max(0, this.events.length - from); i < texts.length && from + i === this.events.length; i++) {
-      this.events.push(texts[i]!)
-      added = true
-    }
-    if (added) this.wake()
+    const skip = Math.max(0, this.events.length - from)
+    if (from + skip !== this.events.length || skip >= texts.length) return
+    this.pushAll(skip === 0 ? texts : texts.slice(skip))
   }
 
+  /** the stream has been silent for a ping interval */
   ping(): void {
-    this.pings++
-    this.wake()
+    for (const w of this.watching) w.write(PING)
   }
 
   finish(): void {
     if (this.ended) return
     this.ended = true
-    this.wake()
+    for (const w of this.watching.splice(0)) w.close()
+  }
+
+  /** writes the events from `w.from` on, those here and those to come, until the feed ends or `detach` */
+  attach(w: Watcher): void {
+    const n = this.events.length
+    if (n > w.from) w.write(n - w.from === 1 ? this.events[w.from]! : this.events.slice(w.from).join(''))
+    if (this.ended) w.close()
+    else this.watching.push(w)
+  }
+
+  detach(w: Watcher): void {
+    const i = this.watching.indexOf(w)
+    if (i !== -1) this.watching.splice(i, 1)
   }
 }
 
 /**
- * One client connection reading a feed after event `after` (-1: from the start): every event is written once
- * and in order, several at once when the client is behind; `: ping` when the feed pings while the client is
- * caught up. Ends with the feed, or as soon as `signal` aborts (the client left).
+ * One client connection watching a feed after event `after` (-1: from the start), as a response body: every
+ * event once and in order, `: ping` while the stream is silent. Ends with the feed, or when the client leaves
+ * (`signal` aborts, or Bun cancels the body). `hooks` hear when it starts and stops watching, once each.
  */
-export async function* watchFeed(feed: EventFeed, after: number, signal: AbortSignal, hooks: { attached(): void; detached(): void }): AsyncGenerator<string> {
-  let next = after + 1
-  let pings = feed.pings
-  let onAbort: (() => void) | undefined
-  const gone = new Promise<void>((resolve) => {
-    onAbort = () => resolve()
-    if (signal.aborted) resolve()
-    else signal.addEventListener('abort', onAbort, { once: true })
-  })
-  feed.watchers++
-  hooks.attached()
-  try {
-    while (!signal.aborted) {
-      const n = feed.events.length
-      if (n > next) {
-        const text = n - next === 1 ? feed.events[next]! : feed.events.slice(next, n).join('')
-        next = n
-        yield text
-        continue
+export function watchFeed(feed: EventFeed, after: number, signal: AbortSignal, hooks: { attached(): void; detached(): void }): ReadableStream<string> {
+  /** written before Bun asked for the body */
+  let early: string[] | undefined = []
+  let controller: ReadableStreamDirectController | undefined
+  let settle: (() => void) | undefined
+  let closed = false
+  const watcher: Watcher = {
+    from: after + 1,
+    write(text) {
+      if (controller) controller.write(text)
+      else early?.push(text)
+    },
+    close() {
+      if (closed) return
+      closed = true
+      signal.removeEventListener('abort', leave)
+      hooks.detached()
+      if (controller) {
+        controller.close()
+        settle?.()
       }
-      if (feed.ended) return
-      if (feed.pings !== pings) {
-        pings = feed.pings
-        yield PING
-        continue
-      }
-      await Promise.race([feed.changed(), gone])
-    }
-  } finally {
-    signal.removeEventListener('abort', onAbort!)
-    feed.watchers--
-    hooks.detached()
+    },
   }
+  function leave(): void {
+    feed.detach(watcher)
+    early = undefined
+    watcher.close()
+  }
+  hooks.attached()
+  if (signal.aborted) leave()
+  else {
+    signal.addEventListener('abort', leave, { once: true })
+    feed.attach(watcher)
+  }
+  return new ReadableStream({
+    type: 'direct',
+    pull(c) {
+      controller = c
+      if (early && early.length > 0) c.write(early.length === 1 ? early[0]! : early.join(''))
+      early = undefined
+      if (closed) {
+        c.close()
+        return
+      }
+      return new Promise<void>((resolve) => (settle = resolve))
+    },
+    cancel: leave,
+  })
 }

@@ -34,12 +34,11 @@ export function chatRoutes({ auth, chat }: { auth: AuthPlugin; chat: ChatService
     .use(auth)
     .post(
       '/chat/stream',
-      async function* chatStream({ principal, body, request, server, set }) {
+      async function chatStream({ principal, body, request, server }) {
         const events = await chat.open({ caller: principal, body, signal: request.signal, traceparent: request.headers.get('traceparent') ?? undefined })
         // a quiet stream is not idle: pings keep it alive, Bun must not cut it after 10 s
         server?.timeout(request, 0)
-        Object.assign(set.headers, SSE_HEADERS)
-        for await (const text of events) yield { toSSE: () => text }
+        return new Response(events, { headers: SSE_HEADERS })
       },
       {
         auth: 'chat:write',
@@ -55,12 +54,11 @@ export function chatRoutes({ auth, chat }: { auth: AuthPlugin; chat: ChatService
     )
     .get(
       '/chat/stream/:request_id',
-      async function* resumeStream({ principal, params, query, request, server, set }) {
+      async function resumeStream({ principal, params, query, request, server }) {
         const after = lastEventId(request.headers.get('last-event-id') ?? query.last_event_id)
         const events = await chat.resume(principal, params.request_id, after, request.signal)
         server?.timeout(request, 0)
-        Object.assign(set.headers, SSE_HEADERS)
-        for await (const text of events) yield { toSSE: () => text }
+        return new Response(events, { headers: SSE_HEADERS })
       },
       {
         auth: 'chat:write',

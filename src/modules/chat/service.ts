@@ -237,7 +237,10 @@ export function createChatService(deps: ChatServiceDeps) {
       if (batch.length === 0) return
       run.flushed = from + batch.length
       try {
-        await store.append(keys.chatEvents(run.tenantId, run.requestId), batch.join(''), ttlMs)
+        const logKey = keys.chatEvents(run.tenantId, run.requestId)
+        // the first write (usually the whole log, at the end) is a SET: much cheaper for Redis than APPEND's script
+        if (from === 0) await store.set(logKey, batch.join(''), { ttlMs })
+        else await store.append(logKey, batch.join(''), ttlMs)
         if (run.remoteWatchers > 0) await publishFeed(run, { from, events: batch })
       } catch (err) {
         logger.warn({ err, request_id: run.requestId }, 'could not store chat events: a resume on another instance may miss them')
@@ -282,8 +285,7 @@ export function createChatService(deps: ChatServiceDeps) {
     if (limit === 0) return
     const key = keys.chatLive(run.tenantId, run.userId)
     run.liveMember = `${run.requestId}|${now() + LIVE_ENTRY_TTL_MS}`
-    await store.sAdd(key, [run.liveMember], LIVE_ENTRY_TTL_MS * 2)
-    let count = await store.sCard(key)
+    let count = await store.sAddCard(key, [run.liveMember], LIVE_ENTRY_TTL_MS * 2)
     if (count > limit) {
       // over: first drop the entries of holders that stopped refreshing them (crashed instances)
       const at = now()
@@ -459,6 +461,7 @@ export function createChatService(deps: ChatServiceDeps) {
       let failed = false
       // the lines of one upstream read are handled in one turn (a cancel can only land between reads)
       for await (const batch of upstreamStream.batches) {
+        const texts: string[] = []
         for (const item of batch) {
           if (item.kind === 'invalid') {
             invalidLines++
@@ -481,8 +484,12 @@ export function createChatService(deps: ChatServiceDeps) {
           line.request_id = run.requestId
           line.line_number = item.lineNumber
           line.timestamp = unixSeconds()
-          emit(name, line)
+          texts.push(formatEvent(run.events.length + texts.length, name, line))
         }
+        if (texts.length === 0) continue
+        run.pushAll(texts)
+        lastSentAt = now()
+        scheduleFlush(run)
       }
       upstreamFinished = true
       upstreamOutcome = failed ? 'failed' : 'completed'
@@ -558,7 +565,7 @@ export function createChatService(deps: ChatServiceDeps) {
 
   // ---- following a stream held by another instance (or finished, from the store's log)
 
-  async function follow(tenantId: string, requestId: string, after: number, signal: AbortSignal): Promise<AsyncGenerator<string>> {
+  async function follow(tenantId: string, requestId: string, after: number, signal: AbortSignal): Promise<ReadableStream<string>> {
     const feed = new EventFeed()
     const logKey = keys.chatEvents(tenantId, requestId)
     let endAt: number | undefined
@@ -624,20 +631,27 @@ export function createChatService(deps: ChatServiceDeps) {
       feed.finish()
     }, tickMs)
 
-    async function* followed(): AsyncGenerator<string> {
-      try {
-        yield* watchFeed(feed, after, signal, { attached() {}, detached() {} })
-      } finally {
+    return watchFeed(feed, after, signal, {
+      attached() {},
+      detached() {
         clearInterval(ticker)
         void unsubscribe()
         void announce('unwatch')
-      }
-    }
-    return followed()
+      },
+    })
   }
 
   function ownedBy(run: { tenantId: string; userId: string }, caller: Pick<Principal, 'tenantId' | 'userId'>): boolean {
     return run.tenantId === caller.tenantId && run.userId === caller.userId
+  }
+
+  /** a run that will not start: gone from the map (a re-POST attached meanwhile gets an empty stream), out of the live set */
+  async function giveUp(run: Run, ...pending: Promise<unknown>[]): Promise<void> {
+    const key = runKey(run.tenantId, run.requestId)
+    if (runs.get(key) === run) runs.delete(key)
+    run.finish()
+    await Promise.allSettled(pending)
+    await releaseConcurrent(run)
   }
 
   function guard<T>(work: Promise<T>): Promise<T> {
@@ -652,7 +666,7 @@ export function createChatService(deps: ChatServiceDeps) {
      * body — the existing stream from its first event, without calling the upstream again. Throws (an HTTP
      * error) before any event: 404 conversation, 409 request id taken.
      */
-    async open(input: ChatStreamInput): Promise<AsyncGenerator<string>> {
+    async open(input: ChatStreamInput): Promise<ReadableStream<string>> {
       const { caller, body, signal } = input
       const requestId = body.request_id ?? newId('req')
       const hash = bodyHash(body)
@@ -667,17 +681,20 @@ export function createChatService(deps: ChatServiceDeps) {
         const run = new Run(caller.tenantId, caller.userId, requestId, hash)
         const claim: Claim = { user: caller.userId, hash, state: 'live' }
         runs.set(key, run) // before the first await: a concurrent re-POST here attaches to it
+        // the claim, the admission and the conversation checks go together: one round trip each way
+        const claiming = guard(store.set(keys.chatStream(caller.tenantId, requestId), JSON.stringify(claim), { ttlMs: LIVE_CLAIM_TTL_MS, onlyIfAbsent: true }))
+        const admitted = guard(admitConcurrent(run, caller))
+        const preparing = prepare(caller, body)
         let claimed: boolean
         try {
-          claimed = await guard(store.set(keys.chatStream(caller.tenantId, requestId), JSON.stringify(claim), { ttlMs: LIVE_CLAIM_TTL_MS, onlyIfAbsent: true }))
+          claimed = await claiming
         } catch (err) {
-          runs.delete(key)
-          run.finish() // a re-POST that attached meanwhile gets an empty stream, not a hung one
+          claimed = false
+          await giveUp(run, admitted, preparing)
           throw err
         }
         if (!claimed) {
-          runs.delete(key)
-          run.finish()
+          await giveUp(run, admitted, preparing)
           const held = await guard(readClaim(caller.tenantId, requestId))
           if (!held) {
             if (attempt < 2) continue // it expired between the two reads: claim again
@@ -689,12 +706,10 @@ export function createChatService(deps: ChatServiceDeps) {
         }
         let prepared: Prepared
         try {
-          await guard(admitConcurrent(run, caller))
-          prepared = await prepare(caller, body)
+          await admitted
+          prepared = await preparing
         } catch (err) {
-          runs.delete(key)
-          run.finish()
-          await releaseConcurrent(run)
+          await giveUp(run, admitted, preparing)
           await store.del(keys.chatStream(caller.tenantId, requestId)).catch(() => {})
           throw err
         }
@@ -704,7 +719,7 @@ export function createChatService(deps: ChatServiceDeps) {
     },
 
     /** the caller's stream from after event `after` (-1: all), live or finished within the replay TTL; 404 otherwise */
-    async resume(caller: Pick<Principal, 'tenantId' | 'userId'>, requestId: string, after: number, signal: AbortSignal): Promise<AsyncGenerator<string>> {
+    async resume(caller: Pick<Principal, 'tenantId' | 'userId'>, requestId: string, after: number, signal: AbortSignal): Promise<ReadableStream<string>> {
       const run = runs.get(runKey(caller.tenantId, requestId))
       if (run) {
         if (!ownedBy(run, caller)) throw chatErrors.streamNotFound()

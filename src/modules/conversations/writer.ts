@@ -117,7 +117,7 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
         const batch = queue.slice(0, MAX_BATCH)
         queue = queue.slice(batch.length)
         try {
-          const rows = await rawQuery<{ id: string }>(db, STATEMENT, [rowsJson(batch)])
+          const rows = await rawQuery<{ id: string }>(db, STATEMENT, [rowsJson(batch)], { prepare: true })
           const stored = new Set(rows.map((r) => r.id))
           for (const p of batch) stored.has(p.messageId) ? p.resolve() : p.reject(conversationErrors.notFound())
         } catch (err) {
