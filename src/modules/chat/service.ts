@@ -231,22 +231,23 @@ export function createChatService(deps: ChatServiceDeps) {
 
   /** writes the events not yet in the store (in order: one write at a time per run) */
   function flush(run: Run, ttlMs = LIVE_LOG_TTL_MS): Promise<void> {
-    run.flushing = run.flushing.then(async () => {
-      const from = run.flushed
-      const batch = run.events.slice(from)
-      if (batch.length === 0) return
-      run.flushed = from + batch.length
-      try {
-        const logKey = keys.chatEvents(run.tenantId, run.requestId)
-        // the first write (usually the whole log, at the end) is a SET: much cheaper for Redis than APPEND's script
-        if (from === 0) await store.set(logKey, batch.join(''), { ttlMs })
-        else await store.append(logKey, batch.join(''), ttlMs)
-        if (run.remoteWatchers > 0) await publishFeed(run, { from, events: batch })
-      } catch (err) {
-        logger.warn({ err, request_id: run.requestId }, 'could not store chat events: a resume on another instance may miss them')
-      }
-    })
+    run.flushing = run.flushing.then(() => writeLog(run, ttlMs))
     return run.flushing
+  }
+
+  /** the store command goes out before this returns: commands issued after it reach Redis after it */
+  function writeLog(run: Run, ttlMs: number): Promise<void> {
+    const from = run.flushed
+    const batch = run.events.slice(from)
+    if (batch.length === 0) return Promise.resolve()
+    run.flushed = from + batch.length
+    const logKey = keys.chatEvents(run.tenantId, run.requestId)
+    // the first write (usually the whole log, at the end) is a SET: much cheaper for Redis than APPEND's script
+    const written = from === 0 ? store.set(logKey, batch.join(''), { ttlMs }) : store.append(logKey, batch.join(''), ttlMs)
+    return written.then(
+      () => (run.remoteWatchers > 0 ? publishFeed(run, { from, events: batch }) : undefined),
+      (err: unknown) => logger.warn({ err, request_id: run.requestId }, 'could not store chat events: a resume on another instance may miss them'),
+    )
   }
 
   /** while another instance follows the run, its events reach the store within FLUSH_MS; otherwise at the end */
@@ -535,15 +536,16 @@ export function createChatService(deps: ChatServiceDeps) {
 
   /** after the end: the replay log and the claim live on for the replay TTL */
   async function retire(run: Run): Promise<void> {
-    await releaseConcurrent(run)
     const key = runKey(run.tenantId, run.requestId)
     if (shared) {
-      await flush(run, replayTtlMs)
-      await writeClaim(run, 'ended', replayTtlMs)
-      await publishFeed(run, { count: run.events.length, end: true })
+      await run.flushing // a write for a follower still on its way goes first
+      // the last commands in one pipelined burst, run by Redis in this order: the whole log, then the claim says
+      // ended, then the followers hear it
+      await Promise.all([writeLog(run, replayTtlMs), writeClaim(run, 'ended', replayTtlMs), publishFeed(run, { count: run.events.length, end: true }), releaseConcurrent(run)])
       if (runs.get(key) === run) runs.delete(key)
       return
     }
+    await releaseConcurrent(run)
     // in process, the run is the replay log: kept for the replay TTL, the oldest dropped first past the byte cap
     const bytes = run.events.reduce((n, e) => n + e.length, 0)
     retained.push({ run, bytes, until: now() + replayTtlMs })
