@@ -133,15 +133,20 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
     await eventually(() => open() === 0, 4000)
   })
 
-  test('concurrent_streams_per_user counts streams on every instance', async () => {
+  test('concurrent_streams_per_user counts streams on every instance; a re-POST of the live one attaches, uncounted', async () => {
     const tenantId = await makeTenant(a.gw, { quotas: { concurrent_streams_per_user: 1 } })
     const who = await makeUser(a.gw, { tenantId })
-    const reader = new SseReader(await post(a, { message: 'one [[sim chunks=30 delay_ms=20]]' }, who))
+    const body = { message: 'one [[sim chunks=30 delay_ms=20]]', request_id: rid() }
+    const reader = new SseReader(await post(a, body, who))
     await reader.until('generation_chunk')
     const refused = await post(b, { message: 'two' }, who)
     expect(refused.status).toBe(429)
     expect(await refused.json()).toMatchObject({ code: 'QUOTA_EXCEEDED' })
-    await reader.rest()
+    // the same request again is not another stream
+    const again = await post(b, body, who)
+    expect(again.status).toBe(200)
+    await Promise.all([reader.rest(), new SseReader(again).rest()])
+    // neither the refusal nor the attach is left counted
     const res = await post(b, { message: 'now [[sim chunks=1]]' }, who)
     expect(res.status).toBe(200)
     await new SseReader(res).rest()
