@@ -59,6 +59,19 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
     if (ttlMs !== undefined) entry.expiresAt = performance.now() + ttlMs
   }
 
+  /** adds members to the set at key (created when missing; the TTL set/refreshed when given); the set after */
+  function addMembers(key: string, members: string[], ttlMs: number | undefined): Set<string> | undefined {
+    const ttl = checkTtl(ttlMs)
+    const found = typed(key, isSet)
+    if (members.length === 0) return found?.value
+    const entry = found?.entry ?? { value: new Set<string>() }
+    const set = entry.value as Set<string>
+    for (const m of members) set.add(m)
+    expireIn(entry, ttl)
+    data.set(key, entry)
+    return set
+  }
+
   function deliver(channel: string, message: string): void {
     for (const handler of [...(subscribers.get(channel) ?? [])]) {
       callSafely(
@@ -126,29 +139,13 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
 
     async sAdd(key, members, ttlMs) {
       open('sAdd')
-      const ttl = checkTtl(ttlMs)
-      const found = typed(key, isSet)
-      if (members.length === 0) return 0
-      const entry = found?.entry ?? { value: new Set<string>() }
-      const set = entry.value as Set<string>
-      const before = set.size
-      for (const m of members) set.add(m)
-      expireIn(entry, ttl)
-      data.set(key, entry)
-      return set.size - before
+      const before = typed(key, isSet)?.value.size ?? 0
+      return (addMembers(key, members, ttlMs)?.size ?? 0) - before
     },
 
     async sAddCard(key, members, ttlMs) {
       open('sAddCard')
-      const ttl = checkTtl(ttlMs)
-      const found = typed(key, isSet)
-      if (members.length === 0) return found?.value.size ?? 0
-      const entry = found?.entry ?? { value: new Set<string>() }
-      const set = entry.value as Set<string>
-      for (const m of members) set.add(m)
-      expireIn(entry, ttl)
-      data.set(key, entry)
-      return set.size
+      return addMembers(key, members, ttlMs)?.size ?? 0
     },
 
     async sRem(key, members) {

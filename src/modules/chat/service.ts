@@ -683,7 +683,7 @@ export function createChatService(deps: ChatServiceDeps) {
         const run = new Run(caller.tenantId, caller.userId, requestId, hash)
         const claim: Claim = { user: caller.userId, hash, state: 'live' }
         runs.set(key, run) // before the first await: a concurrent re-POST here attaches to it
-        // the claim, the admission and the conversation checks go together: one round trip each way
+        // the claim, the admission and the conversation checks run together: one wait instead of three
         const claiming = guard(store.set(keys.chatStream(caller.tenantId, requestId), JSON.stringify(claim), { ttlMs: LIVE_CLAIM_TTL_MS, onlyIfAbsent: true }))
         const admitted = guard(admitConcurrent(run, caller))
         const preparing = prepare(caller, body)
@@ -691,7 +691,6 @@ export function createChatService(deps: ChatServiceDeps) {
         try {
           claimed = await claiming
         } catch (err) {
-          claimed = false
           await giveUp(run, admitted, preparing)
           throw err
         }
