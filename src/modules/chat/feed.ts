@@ -82,6 +82,8 @@ export class EventFeed {
  * One client connection watching a feed after event `after` (-1: from the start), as a response body: every
  * event once and in order, `: ping` while the stream is silent. Ends with the feed, or when the client leaves
  * (`signal` aborts, or Bun cancels the body). `hooks` hear when it starts and stops watching, once each.
+ * Writes do not wait for a slow client: its unsent bytes wait in Bun's buffer, at most the stream's own size
+ * (which the feed holds anyway, for replay).
  */
 export function watchFeed(feed: EventFeed, after: number, signal: AbortSignal, hooks: { attached(): void; detached(): void }): ReadableStream<string> {
   /** written before Bun asked for the body */
