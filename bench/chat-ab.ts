@@ -10,7 +10,7 @@
  */
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { benchRun, cpuMicros, machine, RAISED_QUOTAS, ROOT, startGateway, startSimulatorProcess } from './lib'
+import { benchRun, cpuMicros, machine, percentile, RAISED_QUOTAS, ROOT, startGateway, startSimulatorProcess } from './lib'
 
 const { values: args } = parseArgs({
   options: {
@@ -89,7 +89,7 @@ try {
   await scope.stopAll()
 }
 
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!
+const median = (xs: number[]) => percentile(xs, 0.5)
 console.log(`\n${new Date().toISOString().slice(0, 10)} — ${machine()}; ${deployed ? 'Postgres + Redis' : 'embedded'}, ${CONCURRENCY} concurrent ${message}, ${SLICES} slices of ${SLICE_S} s each\n`)
 console.log('| gateway | CPU µs per stream (median) | every slice | streams/s (median) |')
 console.log('|---|---:|---|---:|')

@@ -20,7 +20,7 @@
  * The gateway runs on its embedded defaults: PGlite in a temporary DATA_DIR and the in-memory store.
  */
 import { parseArgs } from 'node:util'
-import { benchRun, cpuMicros, machine, RAISED_QUOTAS, rssKb, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
+import { benchRun, cpuMicros, machine, percentile, RAISED_QUOTAS, rssKb, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const MAX_HTTP_REQUESTS = '4096'
 if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== MAX_HTTP_REQUESTS) {
@@ -225,23 +225,8 @@ interface Run {
   rssPeakKb: number
 }
 
-/**
- * Waits (at most 5 s) until every process of the run is idle: a target finishing the previous run's work
- * (database writes, GC) must not steal the CPU of the next one.
- */
-async function settle(): Promise<void> {
-  const pids = [...new Set([simulator.pid, ...subjects.map((s) => s.pid)])]
-  const deadline = Date.now() + 5000
-  while (Date.now() < deadline) {
-    const before = await Promise.all(pids.map(cpuMicros))
-    await Bun.sleep(250)
-    const after = await Promise.all(pids.map(cpuMicros))
-    if (after.every((us, i) => us - before[i]! <= 20_000)) return
-  }
-}
-
 async function run(s: Subject, streams: number, chunks: number, delayMs: number): Promise<Run> {
-  await settle()
+  await settle([...new Set([simulator.pid, ...subjects.map((x) => x.pid)])])
   const message = `benchmark question [[sim chunks=${chunks}${delayMs > 0 ? ` delay_ms=${delayMs}` : ''}]]`
   const rssBeforeKb = await rssKb(s.pid)
   let rssPeakKb = rssBeforeKb
@@ -281,11 +266,6 @@ async function run(s: Subject, streams: number, chunks: number, delayMs: number)
 
 // ---- the run
 
-const percentile = (xs: number[], p: number) => {
-  if (xs.length === 0) return Number.NaN
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!
-}
 const median = (xs: number[]) => percentile(xs, 0.5)
 const rotate = <T>(xs: T[], by: number) => [...xs.slice(by % xs.length), ...xs.slice(0, by % xs.length)]
 

@@ -59,17 +59,18 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
     if (ttlMs !== undefined) entry.expiresAt = performance.now() + ttlMs
   }
 
-  /** adds members to the set at key (created when missing; the TTL set/refreshed when given); the set after */
-  function addMembers(key: string, members: string[], ttlMs: number | undefined): Set<string> | undefined {
+  /** adds members to the set at key (created when missing; the TTL set/refreshed when given) */
+  function addMembers(key: string, members: string[], ttlMs: number | undefined): { added: number; size: number } {
     const ttl = checkTtl(ttlMs)
     const found = typed(key, isSet)
-    if (members.length === 0) return found?.value
+    if (members.length === 0) return { added: 0, size: found?.value.size ?? 0 }
     const entry = found?.entry ?? { value: new Set<string>() }
     const set = entry.value as Set<string>
+    const before = set.size
     for (const m of members) set.add(m)
     expireIn(entry, ttl)
     data.set(key, entry)
-    return set
+    return { added: set.size - before, size: set.size }
   }
 
   function deliver(channel: string, message: string): void {
@@ -139,13 +140,12 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
 
     async sAdd(key, members, ttlMs) {
       open('sAdd')
-      const before = typed(key, isSet)?.value.size ?? 0
-      return (addMembers(key, members, ttlMs)?.size ?? 0) - before
+      return addMembers(key, members, ttlMs).added
     },
 
     async sAddCard(key, members, ttlMs) {
       open('sAddCard')
-      return addMembers(key, members, ttlMs)?.size ?? 0
+      return addMembers(key, members, ttlMs).size
     },
 
     async sRem(key, members) {

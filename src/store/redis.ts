@@ -56,16 +56,14 @@ for i, key in ipairs(KEYS) do
   out[2 * i] = ttl
 end
 return out`
-/** adds ARGV[2..] to the set KEYS[1] and sets its TTL to ARGV[1] ms, atomically; returns how many were new */
-const SADD_TTL_SCRIPT = `
+/**
+ * adds ARGV[2..] to the set KEYS[1] and, unless ARGV[1] is '0', sets its TTL to ARGV[1] ms, atomically; returns
+ * how many were new and the set's size then
+ */
+const SADD_SCRIPT = `
 local added = redis.call('SADD', KEYS[1], unpack(ARGV, 2))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return added`
-/** SADD_TTL_SCRIPT (ARGV[1] 0: no TTL) returning the set's size after the add */
-const SADD_CARD_SCRIPT = `
-redis.call('SADD', KEYS[1], unpack(ARGV, 2))
 if ARGV[1] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return redis.call('SCARD', KEYS[1])`
+return {added, redis.call('SCARD', KEYS[1])}`
 /**
  * appends ARGV[2] to KEYS[1] and sets its TTL to ARGV[1] ms, atomically. Lua copies its arguments slowly: a
  * 40 KB value costs Redis ~90 µs here against ~2 µs for a plain SET, so a first write of a large value is a SET.
@@ -261,9 +259,13 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
     }
   }
   const incrScript = script(INCR_SCRIPT)
-  const sAddTtlScript = script(SADD_TTL_SCRIPT)
+  const sAddScript = script(SADD_SCRIPT)
   const appendTtlScript = script(APPEND_TTL_SCRIPT)
-  const sAddCardScript = script(SADD_CARD_SCRIPT)
+
+  /** SADD_SCRIPT (ttlMs 0: no TTL): [how many were new, the set's size then] */
+  function addMembers(op: string, key: string, members: string[], ttlMs: number): Promise<[number, number]> {
+    return run(op, () => sAddScript([key], [String(ttlMs), ...members])) as Promise<[number, number]>
+  }
 
   async function incrMany(entries: ReadonlyArray<{ key: string; by?: number; ttlMs?: number }>) {
     if (entries.length === 0) return []
@@ -311,16 +313,15 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
     },
 
     async sAdd(key, members, ttlMs) {
-      const ttl = checkTtl(ttlMs)
+      const ttl = checkTtl(ttlMs) ?? 0
       if (members.length === 0) return 0 // SADD without members is a syntax error
-      if (ttl === undefined) return (await run('sAdd', () => client.send('SADD', [key, ...members]))) as number
-      return (await run('sAdd', () => sAddTtlScript([key], [String(ttl), ...members]))) as number
+      return (await addMembers('sAdd', key, members, ttl))[0]
     },
 
     async sAddCard(key, members, ttlMs) {
       const ttl = checkTtl(ttlMs) ?? 0
       if (members.length === 0) return (await run('sAddCard', () => client.send('SCARD', [key]))) as number
-      return (await run('sAddCard', () => sAddCardScript([key], [String(ttl), ...members]))) as number
+      return (await addMembers('sAddCard', key, members, ttl))[1]
     },
 
     async sRem(key, members) {

@@ -370,11 +370,13 @@ export function createChatService(deps: ChatServiceDeps) {
       }
     }, tickMs)
 
-    const emit = (name: string, data: Record<string, unknown>) => {
-      run.push(formatEvent(run.events.length, name, data))
+    /** appends events to the feed: its watchers get them now, the store (while followed) within FLUSH_MS */
+    const relay = (texts: readonly string[]) => {
+      run.pushAll(texts)
       lastSentAt = now()
       scheduleFlush(run)
     }
+    const emit = (name: string, data: Record<string, unknown>) => relay([formatEvent(run.events.length, name, data)])
 
     // made after the question is stored: message ids order a conversation
     let messageId = ''
@@ -487,10 +489,7 @@ export function createChatService(deps: ChatServiceDeps) {
           line.timestamp = unixSeconds()
           texts.push(formatEvent(run.events.length + texts.length, name, line))
         }
-        if (texts.length === 0) continue
-        run.pushAll(texts)
-        lastSentAt = now()
-        scheduleFlush(run)
+        if (texts.length > 0) relay(texts)
       }
       upstreamFinished = true
       upstreamOutcome = failed ? 'failed' : 'completed'
