@@ -6,6 +6,7 @@ import {
   type AccessSubject,
   anyGrantMatches,
   decide,
+  delegableGrants,
   effectiveGrants,
   keyGrantsWithin,
   roleGrants,
@@ -167,6 +168,19 @@ describe('effectiveGrants and keyGrantsWithin', () => {
     expect(effectiveGrants(subject({ roles: ['super_admin'], roleGrants: [] }))).toEqual(['*:*'])
     const key = subject({ keyGrants: ['voice:write', 'chat:read', 'tenant:admin', 'chat:*'] })
     expect(effectiveGrants(key)).toEqual(['chat:read', 'voice:write'])
+  })
+
+  test("a plain user may give a key the owner's actions, and the key uses them on what its creator owns only", () => {
+    const user = subject({ roleGrants: ['chat:write'] })
+    expect(keyGrantsWithin(delegableGrants(user), ['chat:write', 'conversation:write', 'conversation:admin', 'conversation:*'])).toEqual({
+      within: ['chat:write', 'conversation:write'],
+      offending: ['conversation:admin', 'conversation:*'],
+    })
+    const key = { ...user, keyGrants: ['chat:write', 'conversation:write'] }
+    expect(decide(key, 'conversation:write', { ownerId: key.userId }).allowed).toBe(true)
+    expect(decide(key, 'conversation:write', { ownerId: 'someone-else' })).toEqual({ allowed: false, reason: 'denied' })
+    expect(decide(key, 'conversation:delete', { ownerId: key.userId })).toEqual({ allowed: false, reason: 'key_scope' })
+    expect(effectiveGrants(key)).toEqual(['chat:write', 'conversation:write'])
   })
 
   test('keyGrantsWithin splits requested grants into covered and offending', () => {

@@ -24,6 +24,17 @@ async function messagesOf(conversationId: string, who = user) {
   return ((await res.json()) as { items: Array<Record<string, any>> }).items
 }
 
+/** an API key of `who` holding `permissions`, as request headers */
+async function apiKey(who: TestUser, permissions: string[]): Promise<Record<string, string>> {
+  const res = await fetch(`${base}/api/v2/api-keys`, {
+    method: 'POST',
+    headers: { ...who.auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'chat key', permissions }),
+  })
+  expect(res.status).toBe(201)
+  return { 'x-api-key': ((await res.json()) as { key: string }).key }
+}
+
 const named = (events: SseEvent[]) => events.filter((e) => e.event).map((e) => e.event)
 const chunkText = (events: SseEvent[]) =>
   events
@@ -160,6 +171,37 @@ describe('POST /api/v2/chat/stream', () => {
     const res2 = await stream({ message: 'hi', conversation_id: mine[0]!.data!.conversation_id }, other)
     expect(res2.status).toBe(404)
     expect(((await res2.json()) as { code: string }).code).toBe('CONVERSATION_NOT_FOUND')
+  })
+
+  test('chat:write is required: a key without it gets 403 on stream, resume and cancel, before any byte', async () => {
+    const voiceOnly = await apiKey(user, ['voice:write'])
+    const json = { ...voiceOnly, 'content-type': 'application/json' }
+    const refused = [
+      await fetch(`${base}/api/v2/chat/stream`, { method: 'POST', headers: json, body: JSON.stringify({ message: 'hi [[sim chunks=1]]' }) }),
+      await fetch(`${base}/api/v2/chat/stream/req-scope-1`, { headers: voiceOnly }),
+      await fetch(`${base}/api/v2/chat/cancel`, { method: 'POST', headers: json, body: JSON.stringify({ request_id: 'req-scope-1' }) }),
+    ]
+    for (const res of refused) {
+      expect(res.status).toBe(403)
+      expect(res.headers.get('content-type')).toStartWith('application/json')
+      expect(await res.json()).toMatchObject({ code: 'PERMISSION_DENIED', details: { permission: 'chat:write' } })
+    }
+  })
+
+  test("a plain user's chat key (chat:write, conversation:write) chats in new and own conversations, not in others'", async () => {
+    const key = await apiKey(user, ['chat:write', 'conversation:write'])
+    const viaKey = (body: Record<string, unknown>) =>
+      fetch(`${base}/api/v2/chat/stream`, { method: 'POST', headers: { ...key, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const first = await new SseReader(await viaKey({ message: 'new [[sim chunks=1]]' })).rest()
+    expect(named(first).at(-1)).toBe('stream_end')
+    const again = await new SseReader(await viaKey({ message: 'again [[sim chunks=1]]', conversation_id: first[0]!.data!.conversation_id })).rest()
+    expect(named(again).at(-1)).toBe('stream_end')
+    expect(await messagesOf(String(first[0]!.data!.conversation_id))).toHaveLength(4)
+    const other = await chatUser(gw)
+    const theirs = await new SseReader(await stream({ message: 'theirs [[sim chunks=1]]' }, other)).rest()
+    const res = await viaKey({ message: 'intrude', conversation_id: theirs[0]!.data!.conversation_id })
+    expect(res.status).toBe(404)
+    expect(((await res.json()) as { code: string }).code).toBe('CONVERSATION_NOT_FOUND')
   })
 
   test('the second turn sends the history upstream', async () => {

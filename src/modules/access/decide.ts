@@ -108,7 +108,26 @@ export function effectiveGrants(subject: AccessSubject): string[] {
   }
   if (subject.roles.includes(SUPER_ADMIN_ROLE)) creatorGrants.add('*:*')
   if (subject.keyGrants === undefined) return [...creatorGrants].sort()
-  return keyGrantsWithin([...creatorGrants], subject.keyGrants).within.sort()
+  return keyGrantsWithin([...creatorGrants, ...OWNER_GRANTS], subject.keyGrants).within.sort()
+}
+
+/**
+ * What every member may do to what they own, whatever their grants (the decision's owner step). A key may
+ * carry these too: it is still held to its creator's decision, so on anything but what its creator owns
+ * or has shared with them it is refused.
+ */
+export const OWNER_GRANTS: readonly string[] = Object.freeze([
+  'conversation:read',
+  'conversation:write',
+  'conversation:delete',
+  'document:read',
+  'document:write',
+  'document:delete',
+])
+
+/** The grants a subject may give an API key: its own, and the owner's actions on what it owns. */
+export function delegableGrants(subject: AccessSubject): string[] {
+  return [...effectiveGrants(subject), ...OWNER_GRANTS]
 }
 
 export interface KeyGrantSplit {

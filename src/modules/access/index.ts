@@ -17,5 +17,5 @@ export {
 export type { Action, ConcretePermission, Grant, ParsedPermission, Resource } from './permissions'
 export { BUILT_IN_ROLE_NAMES, builtInRoleGrants, isBuiltInRole, roleGrants } from './roles'
 export type { BuiltInRoleName } from './roles'
-export { decide, effectiveGrants, keyGrantsWithin } from './decide'
+export { decide, delegableGrants, effectiveGrants, keyGrantsWithin, OWNER_GRANTS } from './decide'
 export type { AccessDecision, AccessReason, AccessResource, AccessSubject, KeyGrantSplit } from './decide'

@@ -2,7 +2,7 @@
 import { Elysia, t } from 'elysia'
 import { clientInfo } from '../../http/client-info'
 import type { ApiKeys } from './api-keys'
-import { effectiveGrants } from '../access'
+import { delegableGrants } from '../access'
 import { ApiKeyView, CreateApiKeyBody, LoginBody, LoginResponse, MeResponse, Page, RefreshBody, RegisterBody, TokenPair } from './model'
 import type { authPlugin } from './plugin'
 import type { AuthService } from './service'
@@ -46,7 +46,7 @@ export function authModule({ auth, service, apiKeys }: { auth: ReturnType<typeof
       '/api-keys',
       async ({ principal, body, set }) => {
         set.status = 201
-        return apiKeys.create({ tenantId: principal.homeTenantId, userId: principal.userId, grants: effectiveGrants(principal.subject) }, body)
+        return apiKeys.create({ tenantId: principal.homeTenantId, userId: principal.userId, grants: delegableGrants(principal.subject) }, body)
       },
       {
         auth: 'apikey:write',
