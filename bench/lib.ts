@@ -52,7 +52,9 @@ export async function spawnTarget(
   root = ROOT,
 ): Promise<Target> {
   const port = await freePort()
-  const proc = Bun.spawn([process.execPath, resolve(root, script)], {
+  // BENCH_CPU_PROF=<dir>: every target writes a CPU profile there when it stops
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : []
+  const proc = Bun.spawn([process.execPath, ...prof, resolve(root, script)], {
     cwd: root,
     env: { ...process.env, ...env, PORT: String(port) },
     stdout: 'ignore',
