@@ -13,6 +13,12 @@ export async function freePort(): Promise<number> {
 }
 
 /** SIGTERM, then SIGKILL if it has not exited within 5 s */
+/** `bun <script>`; with BENCH_CPU_PROF=<dir> every target (simulator included) writes a CPU profile there when it stops */
+function bunArgv(script: string): string[] {
+  const dir = process.env.BENCH_CPU_PROF
+  return [process.execPath, ...(dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : []), script]
+}
+
 async function stopProcess(proc: ReturnType<typeof Bun.spawn>): Promise<void> {
   proc.kill('SIGTERM')
   await Promise.race([proc.exited, Bun.sleep(5000)])
@@ -52,9 +58,7 @@ export async function spawnTarget(
   root = ROOT,
 ): Promise<Target> {
   const port = await freePort()
-  // BENCH_CPU_PROF=<dir>: every target writes a CPU profile there when it stops
-  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : []
-  const proc = Bun.spawn([process.execPath, ...prof, resolve(root, script)], {
+  const proc = Bun.spawn(bunArgv(resolve(root, script)), {
     cwd: root,
     env: { ...process.env, ...env, PORT: String(port) },
     stdout: 'ignore',
@@ -136,7 +140,7 @@ export async function rssKb(pid: number): Promise<number> {
  * its URL, read from the first log line (PORT=0 lets the OS pick the port).
  */
 export async function startSimulatorProcess(env: Record<string, string> = {}): Promise<Target> {
-  const proc = Bun.spawn([process.execPath, resolve(ROOT, 'src/simulator/main.ts')], {
+  const proc = Bun.spawn(bunArgv(resolve(ROOT, 'src/simulator/main.ts')), {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1' },
     stdout: 'pipe',
