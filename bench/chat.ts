@@ -41,6 +41,12 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '5' },
     'no-embedded': { type: 'boolean', default: false },
+    /** relay variants to add (bench/targets/relay-variants.ts), e.g. `pool,feed,pool+feed+elysia` */
+    variants: { type: 'string', default: '' },
+    /** the chat service with some of its dependencies (bench/targets/gateway-parts.ts), on Postgres + Redis, e.g. `none,db,store,db+store+metrics+auth` */
+    'gateway-parts': { type: 'string', default: '' },
+    /** which scenarios run */
+    scenarios: { type: 'string', default: 'paced,throughput' },
   },
 })
 const PACED_STREAMS = Number(args['paced-streams'])
@@ -49,6 +55,9 @@ const DELAY_MS = Number(args['delay-ms'])
 const STREAMS = Number(args.streams)
 const CHUNKS = Number(args.chunks)
 const ROUNDS = Number(args.rounds)
+const VARIANTS = args.variants.split(',').filter(Boolean)
+const GATEWAY_PARTS = args['gateway-parts'].split(',').filter(Boolean)
+const SCENARIOS = new Set(args.scenarios.split(','))
 /** full-size unpaced runs per target before measuring */
 const WARMUP = Number(args.warmup)
 const STREAM_TIMEOUT_MS = 60_000
@@ -78,6 +87,10 @@ try {
   scope.keep(simulator)
   const relay = await spawnTarget('bare relay', 'bench/targets/bare-relay.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url })
   scope.keep(relay)
+  const variants: Target[] = []
+  for (const v of VARIANTS) {
+    variants.push(scope.keep(await spawnTarget(`relay + ${v}`, 'bench/targets/relay-variants.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url, RELAY_VARIANT: v })))
+  }
   const gateways: Array<{ target: Target; token: string }> = []
   if (!args['no-embedded']) gateways.push(await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv }))
   // The production shape, when the servers are here: Postgres and Redis instead of the embedded defaults.
@@ -86,6 +99,9 @@ try {
     gateways.push(await startGateway('gateway (Postgres + Redis)', deployed))
     const compareRoot = process.env.BENCH_COMPARE_ROOT
     if (compareRoot) gateways.push(await startGateway(`gateway (Postgres + Redis) from ${compareRoot}`, { ...deployed, root: compareRoot }))
+    for (const p of GATEWAY_PARTS) {
+      gateways.push(await startGateway(`gateway parts: ${p}`, { ...deployed, script: 'bench/targets/gateway-parts.ts', env: { ...commonEnv, GATEWAY_PARTS: p } }))
+    }
   }
   for (const g of gateways) scope.keep(g.target)
 
@@ -107,6 +123,14 @@ try {
       headers: json,
       body: (message) => JSON.stringify({ message }),
     },
+    ...variants.map((target): Subject => ({
+      name: target.name,
+      pid: target.pid,
+      kind: 'sse',
+      url: `${target.url}/api/v2/chat/stream`,
+      headers: json,
+      body: (message) => JSON.stringify({ message }),
+    })),
     ...gateways.map(({ target, token }): Subject => ({
       name: target.name,
       pid: target.pid,
@@ -130,6 +154,9 @@ interface StreamResult {
   events: number
   lost: number
   reordered: number
+  /** body reads the client made, and the bytes it read */
+  reads: number
+  bytes: number
   error?: string
 }
 
@@ -145,7 +172,7 @@ function intAfter(text: string, key: string): number {
  */
 async function readOne(s: Subject, message: string, i: number, chunks: number): Promise<StreamResult> {
   const expectedEvents = s.kind === 'sse' ? chunks + EXTRA_LINES + 2 : chunks + EXTRA_LINES
-  const r: StreamResult = { ttfcMs: Number.NaN, chunks: 0, events: 0, lost: 0, reordered: 0 }
+  const r: StreamResult = { ttfcMs: Number.NaN, chunks: 0, events: 0, lost: 0, reordered: 0, reads: 0, bytes: 0 }
   const t0 = performance.now()
   let nextId = 0
   let lastLine = 0
@@ -165,6 +192,8 @@ async function readOne(s: Subject, message: string, i: number, chunks: number): 
     const sep = s.kind === 'sse' ? '\n\n' : '\n'
     let buf = ''
     for await (const bytes of res.body as AsyncIterable<Uint8Array>) {
+      r.reads++
+      r.bytes += bytes.length
       buf += decoder.decode(bytes, { stream: true })
       let start = 0
       for (let end = buf.indexOf(sep); end !== -1; end = buf.indexOf(sep, start)) {
@@ -217,6 +246,8 @@ interface Run {
   events: number
   lost: number
   reordered: number
+  reads: number
+  bytes: number
   errors: string[]
   targetCpuUs: number
   simulatorCpuUs: number
@@ -255,6 +286,8 @@ async function run(s: Subject, streams: number, chunks: number, delayMs: number)
     events: results.reduce((n, r) => n + r.events, 0),
     lost: results.reduce((n, r) => n + r.lost, 0),
     reordered: results.reduce((n, r) => n + r.reordered, 0),
+    reads: results.reduce((n, r) => n + r.reads, 0),
+    bytes: results.reduce((n, r) => n + r.bytes, 0),
     errors: results.flatMap((r) => (r.error ? [r.error] : [])),
     targetCpuUs: cpu1 - cpu0,
     simulatorCpuUs: sim1 - sim0,
@@ -283,10 +316,10 @@ try {
     }
   }
   // Paced first, so that the RSS baseline is not inflated by the heap the unpaced bursts leave behind.
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < (SCENARIOS.has('paced') ? ROUNDS : 0); round++) {
     for (const s of rotate(subjects, round)) add(paced, s.name, await run(s, PACED_STREAMS, PACED_CHUNKS, DELAY_MS))
   }
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < (SCENARIOS.has('throughput') ? ROUNDS : 0); round++) {
     for (const s of rotate(subjects, round)) add(throughput, s.name, await run(s, STREAMS, CHUNKS, 0))
   }
 } finally {
@@ -304,13 +337,13 @@ interface Row {
   chunksPerS: number
 }
 const rows: Row[] = []
-for (const s of subjects) {
+for (const s of paced.size > 0 ? subjects : []) {
   // the median round by time-to-first-chunk p99
   const byTail = [...paced.get(s.name)!].sort((a, b) => percentile(a.ttfc, 0.99) - percentile(b.ttfc, 0.99))
   const p = byTail[Math.floor(byTail.length / 2)]!
   rows.push({ target: s.name, scenario: `paced ${PACED_CHUNKS} chunks, ${DELAY_MS} ms/line`, r: p, chunksPerS: p.chunks / p.wallS })
 }
-for (const s of subjects) {
+for (const s of throughput.size > 0 ? subjects : []) {
   const runs = throughput.get(s.name)!
   // the median round by chunks/s
   const byRate = [...runs].sort((a, b) => a.chunks / a.wallS - b.chunks / b.wallS)
@@ -335,36 +368,47 @@ for (const { target, scenario, r, chunksPerS } of rows) {
       `${r.lost}/${r.reordered} | ${f1(cpuPerEvent(r))}${direct ? ' (sim)' : ''} | ${rss} |`,
   )
 }
-const rowOf = (target: string, kind: string) => rows.find((r) => r.target === target && r.scenario.startsWith(kind))!
+const rowOf = (target: string, kind: string) => rows.find((r) => r.target === target && r.scenario.startsWith(kind))
 const relayName = 'bare Bun.serve relay'
 const growth = (r: Run) => (r.rssPeakKb - r.rssBeforeKb) / r.streams
 console.log('\nAgainst the bare relay, same run (issue 4 targets in brackets):\n')
-for (const s of subjects.filter((x) => x.name.startsWith('gateway'))) {
-  const tp = rowOf(s.name, 'throughput').chunksPerS / rowOf(relayName, 'throughput').chunksPerS
-  const ttfc = percentile(rowOf(s.name, 'paced').r.ttfc, 0.99) / percentile(rowOf(relayName, 'paced').r.ttfc, 0.99)
-  const rss = growth(rowOf(s.name, 'paced').r) / growth(rowOf(relayName, 'paced').r)
-  const lost = rowOf(s.name, 'paced').r.lost + rowOf(s.name, 'paced').r.reordered
-  const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
-  console.log(
-    `- ${s.name}: throughput ${(tp * 100).toFixed(0)}% of the relay [≥ 80%: ${mark(tp >= 0.8)}]; ` +
-      `paced TTFC p99 ×${ttfc.toFixed(2)} [≤ 1.25: ${mark(ttfc <= 1.25)}]; ` +
-      `RSS growth per stream ×${rss.toFixed(2)} [≤ 1.25: ${mark(rss <= 1.25)}]; ` +
+const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
+for (const s of subjects.filter((x) => x.name.startsWith('gateway') || x.name.startsWith('relay +'))) {
+  const said: string[] = []
+  const [tpRow, tpRelay] = [rowOf(s.name, 'throughput'), rowOf(relayName, 'throughput')]
+  if (tpRow && tpRelay) {
+    const tp = tpRow.chunksPerS / tpRelay.chunksPerS
+    said.push(`throughput ${(tp * 100).toFixed(0)}% of the relay [≥ 80%: ${mark(tp >= 0.8)}]`)
+  }
+  const [pRow, pRelay] = [rowOf(s.name, 'paced'), rowOf(relayName, 'paced')]
+  if (pRow && pRelay) {
+    const ttfc = percentile(pRow.r.ttfc, 0.99) / percentile(pRelay.r.ttfc, 0.99)
+    const rss = growth(pRow.r) / growth(pRelay.r)
+    const lost = pRow.r.lost + pRow.r.reordered
+    said.push(
+      `paced TTFC p99 ×${ttfc.toFixed(2)} [≤ 1.25: ${mark(ttfc <= 1.25)}]`,
+      `RSS growth per stream ×${rss.toFixed(2)} [≤ 1.25: ${mark(rss <= 1.25)}]`,
       `lost/reordered ${lost} [0: ${mark(lost === 0)}]`,
-  )
+    )
+  }
+  console.log(`- ${s.name}: ${said.join('; ')}`)
 }
 console.log('\nWho used the CPU (2 cores shared by all processes):\n')
-console.log('| target | scenario | wall s | events | target CPU s | simulator CPU s | client CPU s | RSS before → peak MB | errors |')
-console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|')
+console.log('| target | scenario | wall s | events | target CPU s | simulator CPU s | client CPU s | RSS before → peak MB | client reads/stream | bytes/event | errors |')
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
 for (const { target, scenario, r } of rows) {
   const own = target === 'simulator direct' ? '(= simulator)' : (r.targetCpuUs / 1e6).toFixed(2)
   console.log(
     `| ${target} | ${scenario} | ${r.wallS.toFixed(2)} | ${f0(r.events)} | ${own} | ${(r.simulatorCpuUs / 1e6).toFixed(2)} | ` +
-      `${(r.clientCpuUs / 1e6).toFixed(2)} | ${(r.rssBeforeKb / 1024).toFixed(0)} → ${(r.rssPeakKb / 1024).toFixed(0)} | ${r.errors.length} |`,
+      `${(r.clientCpuUs / 1e6).toFixed(2)} | ${(r.rssBeforeKb / 1024).toFixed(0)} → ${(r.rssPeakKb / 1024).toFixed(0)} | ${f1(r.reads / r.streams)} | ${f0(r.bytes / Math.max(1, r.events))} | ${r.errors.length} |`,
   )
 }
 const args0 =
   `--paced-streams ${PACED_STREAMS} --paced-chunks ${PACED_CHUNKS} --delay-ms ${DELAY_MS} --streams ${STREAMS} --chunks ${CHUNKS} --rounds ${ROUNDS} --warmup ${WARMUP}` +
-  (args['no-embedded'] ? ' --no-embedded' : '')
+  (args['no-embedded'] ? ' --no-embedded' : '') +
+  (VARIANTS.length ? ` --variants ${VARIANTS.join(',')}` : '') +
+  (GATEWAY_PARTS.length ? ` --gateway-parts ${GATEWAY_PARTS.join(',')}` : '') +
+  (args.scenarios !== 'paced,throughput' ? ` --scenarios ${args.scenarios}` : '')
 const envPrefix =
   (process.env.BENCH_DATABASE_URL && process.env.BENCH_REDIS_URL
     ? `BENCH_DATABASE_URL=${process.env.BENCH_DATABASE_URL} BENCH_REDIS_URL=${process.env.BENCH_REDIS_URL} `

@@ -233,9 +233,9 @@ const BENCH_PASSWORD = 'bench-password-123'
  */
 export async function startGateway(
   name: string,
-  opts: { algoUrl: string; dataDir: string; quotas: Record<string, number>; databaseUrl?: string; redisUrl?: string; env?: Record<string, string>; root?: string },
+  opts: { algoUrl: string; dataDir: string; quotas: Record<string, number>; databaseUrl?: string; redisUrl?: string; env?: Record<string, string>; root?: string; script?: string },
 ): Promise<{ target: Target; token: string }> {
-  const target = await spawnTarget(name, 'src/index.ts', {
+  const target = await spawnTarget(name, opts.script ?? 'src/index.ts', {
     ...opts.env,
     ALGO_SERVICE_URL: opts.algoUrl,
     LOG_LEVEL: 'warn',
