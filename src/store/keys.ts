@@ -122,4 +122,8 @@ export const channels = {
 
   /** Voice control for every instance (end, watch): only the holder of the session acts on it. */
   voiceControl: () => key('ch', 'voice-control'),
+
+  /** Questions about live connections (list, end) to every instance; each answers on the asker's reply channel. */
+  liveQuery: () => key('ch', 'live-query'),
+  liveReply: (instanceId: string) => key('ch', 'live-reply', instanceId),
 }

@@ -182,6 +182,7 @@ export function createMemoryStore(opts: { logger?: StoreLogger } = {}): Store {
       open('publish')
       // like Redis: delivered after the publisher continues, never inside its call stack
       queueMicrotask(() => deliver(channel, message))
+      return subscribers.get(channel)?.size ? 1 : 0
     },
 
     async subscribe(channel, handler) {

@@ -339,9 +339,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
       else await run('append', () => appendTtlScript([key], [String(ttl), value]))
     },
 
-    async publish(channel, message) {
-      await run('publish', () => client.send('PUBLISH', [channel, message]))
-    },
+    publish: async (channel, message) => (await run('publish', () => client.send('PUBLISH', [channel, message]))) as number,
 
     async subscribe(channel, handler, options: SubscribeOptions = {}) {
       await run('subscribe', async () => requireSubscriber())

@@ -40,8 +40,11 @@ export interface Store {
   sCard(key: string): Promise<number>
   /** appends to a string value (created when missing); sets/refreshes the TTL when given (one round trip) */
   append(key: string, value: string, ttlMs?: number): Promise<void>
-  /** at-most-once delivery to every subscriber of every instance; messages are not stored */
-  publish(channel: string, message: string): Promise<void>
+  /**
+   * At-most-once delivery to every subscriber of every instance; messages are not stored. Resolves with how
+   * many stores (one per instance) had a subscriber for the channel, as Redis's PUBLISH counts them.
+   */
+  publish(channel: string, message: string): Promise<number>
   /**
    * Calls handler with each message on channel (several handlers per channel are all called). Resolves once
    * the subscription is active; the returned function removes this handler and never rejects.

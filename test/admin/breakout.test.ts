@@ -17,6 +17,9 @@ let gw: TestApp
 let a: Awaited<ReturnType<typeof adminWorld>>
 let b: Awaited<ReturnType<typeof adminWorld>>
 const B_ROLE = 'b-only-role'
+/** a live chat stream of tenant B, as the chat service registers one; its end() must never be called */
+const bSessionEnded: string[] = []
+let bSessionId: string
 
 /** everything of tenant B an attack could touch, audit log included (a refusal must not write there) */
 async function snapshotB() {
@@ -48,8 +51,10 @@ beforeAll(async () => {
   const holder: TestUser = await makeUser(gw, {
     tenantId: a.tenantId,
     roles: [],
-    permissions: ['tenant:admin', 'user:*', 'role:*', 'audit:read'],
+    permissions: ['tenant:admin', 'user:*', 'role:*', 'audit:read', 'chat:monitor', 'voice:monitor'],
   })
+  bSessionId = `chat:${b.tenantId}:req-of-b`
+  gw.deps.identity.live.register({ id: bSessionId, kind: 'chat', tenantId: b.tenantId, userId: b.user.id, startedAt: Date.now(), end: (r) => bSessionEnded.push(r) })
   attackers = [
     { name: "A's admin", client: () => as(gw, a.admin), tenantAdmin: false },
     { name: 'an A member holding every admin grant', client: () => as(gw, holder), tenantAdmin: true },
@@ -68,6 +73,7 @@ const resourceRoutes: Array<{ route: string; tenantRoute?: true; call: (c: Clien
   { route: 'DELETE /roles/:name', call: (c) => c.del(`/roles/${B_ROLE}`) },
   { route: 'GET /tenants/:id', tenantRoute: true, call: (c) => c.get(`/tenants/${b.tenantId}`) },
   { route: 'PATCH /tenants/:id', tenantRoute: true, call: (c) => c.patch(`/tenants/${b.tenantId}`, { status: 'suspended', name: 'pwned' }) },
+  { route: 'DELETE /sessions/:id', call: (c) => c.del(`/sessions/${encodeURIComponent(bSessionId)}`) },
 ]
 
 /** list routes, and what in the answer would be tenant B's */
@@ -77,6 +83,7 @@ const listRoutes: Array<{ route: string; tenantRoute?: true; call: (c: Client) =
   { route: 'GET /tenant-permissions', call: (c) => c.get('/tenant-permissions'), leaks: (body) => body.tenant_id !== a.tenantId || body.permissions.length > 0 },
   { route: 'GET /audit-logs', call: (c) => c.get('/audit-logs?limit=100'), leaks: (body) => body.items.some((l: any) => l.tenant_id !== a.tenantId) },
   { route: 'GET /stats', call: (c) => c.get('/stats'), leaks: (body) => body.tenant_id !== a.tenantId || body.users.total !== 4 },
+  { route: 'GET /sessions', call: (c) => c.get('/sessions?limit=100'), leaks: (body) => body.items.some((s: any) => s.tenant_id !== a.tenantId) },
   { route: 'GET /tenants', tenantRoute: true, call: (c) => c.get('/tenants?limit=100'), leaks: (body) => body.items.some((t: any) => t.id !== a.tenantId) },
 ]
 
@@ -110,6 +117,7 @@ describe("another tenant's resource is 404 and stays as it was", () => {
       }
       // and B's user noticed nothing
       expect((await as(gw, b.user).get('/api/v2/auth/me')).status).toBe(200)
+      expect(bSessionEnded).toEqual([])
     })
   }
 })
@@ -127,7 +135,7 @@ describe("lists never show another tenant's rows", () => {
   }
 
   test('asking a list for tenant B by name → 403 TENANT_MISMATCH, no rows', async () => {
-    for (const path of [`/users?tenant_id=${b.tenantId}`, `/audit-logs?tenant_id=${b.tenantId}`]) {
+    for (const path of [`/users?tenant_id=${b.tenantId}`, `/audit-logs?tenant_id=${b.tenantId}`, `/sessions?tenant_id=${b.tenantId}`]) {
       for (const attacker of attackers) {
         const reply = await attacker.client().get(path)
         expect({ attacker: attacker.name, path, status: reply.status, code: reply.body.code }).toEqual({ attacker: attacker.name, path, status: 403, code: 'TENANT_MISMATCH' })

@@ -126,7 +126,7 @@ describe('suspension and quotas take effect at once', () => {
     const me = as(gw, victim.user)
     expect((await me.get('/api/v2/auth/me')).status).toBe(200) // warms the tenant cache
     const ended: string[] = []
-    gw.deps.identity.live.register({ id: 'conn-1', kind: 'chat', tenantId: victim.tenantId, userId: victim.user.id, end: (r) => ended.push(r) })
+    gw.deps.identity.live.register({ id: 'conn-1', kind: 'chat', tenantId: victim.tenantId, userId: victim.user.id, startedAt: Date.now(), end: (r) => ended.push(r) })
 
     const root = as(gw, world.root)
     expect((await root.patch(`/tenants/${victim.tenantId}`, { status: 'suspended' })).body.status).toBe('suspended')

@@ -128,7 +128,7 @@ describe('update', () => {
     const me = as(gw, target)
     expect((await me.get('/api/v2/auth/me')).status).toBe(200) // now cached
     const ended: string[] = []
-    gw.deps.identity.live.register({ id: `c-${target.id}`, kind: 'voice', tenantId: world.tenantId, userId: target.id, end: (r) => ended.push(r) })
+    gw.deps.identity.live.register({ id: `c-${target.id}`, kind: 'voice', tenantId: world.tenantId, userId: target.id, startedAt: Date.now(), end: (r) => ended.push(r) })
 
     expect((await as(gw, world.admin).patch(`/users/${target.id}`, { status: 'disabled' })).body.status).toBe('disabled')
     const refused = await me.get('/api/v2/auth/me')

@@ -127,6 +127,7 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('revocation across two instance
       userId: meRes.user.id,
       sessionId: claims.session_id,
       jti: claims.jti,
+      startedAt: Date.now(),
       end: () => ended.resolve(performance.now() - started),
     })
     await a.request('/api/v2/auth/logout', { method: 'POST', headers: user.auth })

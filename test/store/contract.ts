@@ -200,6 +200,17 @@ export function storeContract(name: string, createStore: () => Promise<Store>): 
         expect(b).toEqual(['one', 'two'])
       })
 
+      test('publish says how many stores heard it: none without a subscriber, one for this store however many handlers', async () => {
+        const channel = k('ch-count')
+        expect(await store.publish(channel, 'nobody')).toBe(0)
+        const offA = await store.subscribe(channel, () => {})
+        const offB = await store.subscribe(channel, () => {})
+        expect(await store.publish(channel, 'both')).toBe(1)
+        await offA()
+        await offB()
+        expect(await store.publish(channel, 'gone')).toBe(0)
+      })
+
       test('unsubscribe stops only that handler, and is idempotent', async () => {
         const channel = k('ch-unsub')
         const kept: string[] = []

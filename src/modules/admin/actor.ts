@@ -24,7 +24,7 @@ export interface Actor {
 }
 
 export interface Target {
-  type: 'user' | 'role' | 'tenant' | 'tenant_permissions'
+  type: 'user' | 'role' | 'tenant' | 'tenant_permissions' | 'session'
   id: string
 }
 

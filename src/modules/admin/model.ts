@@ -154,3 +154,30 @@ export const StatsView = t.Object({
   messages: t.Integer(),
   api_keys: t.Object({ active: t.Integer() }),
 })
+
+// ---- live sessions (chat streams and voice sessions, across instances)
+
+const SessionKind = t.Union([t.Literal('chat'), t.Literal('voice')])
+
+export const SessionListQuery = t.Composite([Page, t.Object({ tenant_id: t.Optional(TenantId), kind: t.Optional(SessionKind) })])
+
+export const SessionParams = t.Object({ id: t.String({ minLength: 1, maxLength: 256, examples: ['chat:acme:req-42'] }) })
+
+export const LiveSessionView = t.Object({
+  id: t.String({ description: '`<kind>:<tenant_id>:<ref>`: what DELETE takes' }),
+  kind: SessionKind,
+  tenant_id: t.String(),
+  user_id: t.String(),
+  conversation_id: t.Nullable(t.String()),
+  ref: t.String({ description: "the chat stream's request_id, or the voice session's id" }),
+  started_at: Timestamp,
+  instance: t.String({ description: 'the gateway instance holding it' }),
+})
+
+export const LiveSessionList = t.Object({
+  items: t.Array(LiveSessionView),
+  next_cursor: t.Nullable(t.String()),
+  partial: t.Boolean({ description: 'an instance did not answer within 1 s: its sessions are missing' }),
+})
+
+export const EndedLiveSession = t.Object({ id: t.String(), kind: SessionKind, status: t.Literal('ended') })

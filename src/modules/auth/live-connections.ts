@@ -1,11 +1,15 @@
 /**
  * The live connections (chat streams, voice sessions) of each principal on this instance, so that a
- * revocation — of a token, a login session, an API key, a user or a whole tenant — ends them at once.
- * Notices from other instances arrive over the invalidation bus.
+ * revocation — of a token, a login session, an API key, a user or a whole tenant — ends them at once, and an
+ * administrator can list and end them (admin/sessions). Notices from other instances arrive over the
+ * invalidation bus.
  */
 import type { Invalidation, InvalidationBus } from './invalidation'
 
+export type LiveEndReason = 'token_revoked' | 'admin_ended'
+
 export interface LiveConnection {
+  /** `<kind>:<tenant>:<request or session id>`: unique across tenants */
   readonly id: string
   readonly kind: 'chat' | 'voice'
   readonly tenantId: string
@@ -13,8 +17,11 @@ export interface LiveConnection {
   readonly sessionId?: string
   readonly jti?: string
   readonly apiKeyId?: string
+  readonly conversationId?: string
+  /** ms since the epoch */
+  readonly startedAt: number
   /** ends the connection; called at most once */
-  end(reason: 'token_revoked'): void
+  end(reason: LiveEndReason): void
 }
 
 export interface LiveConnections {
@@ -23,6 +30,8 @@ export interface LiveConnections {
   list(): LiveConnection[]
   /** ends every connection the notice revokes; returns how many */
   apply(notice: Invalidation): number
+  /** ends one connection (of `tenantId` unless null); false when this instance holds no such connection */
+  end(id: string, tenantId: string | null, reason: LiveEndReason): boolean
 }
 
 export function createLiveConnections(bus?: InvalidationBus): LiveConnections {
@@ -62,6 +71,13 @@ export function createLiveConnections(bus?: InvalidationBus): LiveConnections {
         ended++
       }
       return ended
+    },
+    end(id, tenantId, reason) {
+      const c = live.get(id)
+      if (!c || (tenantId !== null && c.tenantId !== tenantId)) return false
+      live.delete(id)
+      c.end(reason)
+      return true
     },
   }
   bus?.onMessage((notice) => registry.apply(notice))

@@ -48,7 +48,8 @@ const REPLAY_MAX_BYTES = 256 * 1024 * 1024
 /** a follower checks the holder is still there when it has heard nothing for this long */
 const FOLLOWER_CHECK_MS = 15_000
 
-export type StopReason = 'client_cancelled' | 'client_disconnected' | 'token_revoked' | 'shutdown'
+/** `admin_ended`: DELETE /api/v2/admin/sessions/:id */
+export type StopReason = 'client_cancelled' | 'client_disconnected' | 'token_revoked' | 'shutdown' | 'admin_ended'
 
 /** the abort reason of a stream stopped on purpose: it ends with `stream_cancelled`, not `error` */
 export class StreamStop extends Error {
@@ -224,9 +225,12 @@ export function createChatService(deps: ChatServiceDeps) {
   // ---- the store side of a run (shared store only)
 
   function publishFeed(run: Run, message: FeedMessage): Promise<void> {
-    return store.publish(channels.chat(run.tenantId, run.requestId), JSON.stringify(message)).catch((err: unknown) => {
-      logger.warn({ err, request_id: run.requestId }, 'could not publish chat events')
-    })
+    return store.publish(channels.chat(run.tenantId, run.requestId), JSON.stringify(message)).then(
+      () => {},
+      (err: unknown) => {
+        logger.warn({ err, request_id: run.requestId }, 'could not publish chat events')
+      },
+    )
   }
 
   /** writes the events not yet in the store (in order: one write at a time per run) */
@@ -353,6 +357,8 @@ export function createChatService(deps: ChatServiceDeps) {
       sessionId: caller.sessionId,
       jti: caller.jti,
       apiKeyId: caller.apiKeyId,
+      conversationId: conversation.id,
+      startedAt: started,
       end: (reason) => run.stop(reason),
     })
     /** the last event or ping: a ping is due after pingIntervalMs of silence */

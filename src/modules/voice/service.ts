@@ -298,14 +298,16 @@ export function createVoiceService(deps: VoiceServiceDeps) {
       unregisters.set(
         key,
         live.register({
-          id: `voice:${key}`,
+          id: `voice:${slot.tenantId}:${slot.sessionId}`,
           kind: 'voice',
           tenantId: principal.tenantId,
           userId: principal.userId,
           sessionId: principal.sessionId,
           jti: principal.jti,
           apiKeyId: principal.apiKeyId,
-          end: () => session.end('token_revoked'),
+          conversationId: admission.conversationId,
+          startedAt: Date.now(),
+          end: (reason) => session.end(reason === 'admin_ended' ? 'deleted' : 'token_revoked'),
         }),
       )
       startTicker()
