@@ -61,7 +61,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
   const metrics = createMetrics()
   const opened: Array<{ close(): Promise<void> }> = []
   try {
-    const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger })
+    const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger, pgliteVacuumIntervalMs: config.pgliteVacuumIntervalMs })
     opened.push(db)
     await migrate(db)
     const boot = await bootstrap(db.db, {

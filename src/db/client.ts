@@ -39,6 +39,11 @@ export interface OpenDatabaseOptions {
   /** PGlite keeps its files in `${dataDir}/pglite` when no url is given */
   dataDir: string
   logger?: DatabaseLogger
+  /**
+   * PGlite has no autovacuum: every so often it is vacuumed and analysed here, so that updated rows'
+   * space is reused and the planner has statistics. 0 turns it off. @default 600_000
+   */
+  pgliteVacuumIntervalMs?: number
 }
 
 /** The driver-typed database behind a handle, for code that must pick a driver-specific helper (migrations). */
@@ -81,11 +86,29 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseH
     // never echo the url: it may carry a password
     throw new Error('database url must start with postgres://, postgresql:// or be memory://')
   }
-  return handleFor(driver)
+  return handleFor(driver, opts)
 }
 
-function handleFor(driver: Driver): DatabaseHandle {
+function handleFor(driver: Driver, opts: OpenDatabaseOptions): DatabaseHandle {
   let closing: Promise<void> | undefined
+  const vacuumEvery = opts.pgliteVacuumIntervalMs ?? 600_000
+  let vacuuming = false
+  const vacuum =
+    driver.kind === 'pglite' && vacuumEvery > 0
+      ? setInterval(() => {
+          if (vacuuming || closing) return
+          vacuuming = true
+          const started = performance.now()
+          driver.client
+            .exec('VACUUM (ANALYZE)')
+            .then(
+              () => opts.logger?.info({ db: 'pglite', ms: Math.round(performance.now() - started) }, 'database: vacuumed'),
+              (err: unknown) => opts.logger?.warn({ err, db: 'pglite' }, 'database: vacuum failed'),
+            )
+            .finally(() => (vacuuming = false))
+        }, vacuumEvery)
+      : undefined
+  vacuum?.unref()
   const handle: DatabaseHandle = {
     db: driver.db,
     kind: driver.kind,
@@ -98,6 +121,7 @@ function handleFor(driver: Driver): DatabaseHandle {
     close() {
       // The timeout is not only for slow queries: postgres.js's end() never settles for a connection that
       // lost its socket mid-query (porsager/postgres#1097), so it is the bound on shutdown after a DB outage.
+      clearInterval(vacuum)
       closing ??= driver.kind === 'postgres' ? driver.client.end({ timeout: 2 }) : driver.client.close()
       return closing
     },
