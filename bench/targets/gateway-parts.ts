@@ -6,7 +6,8 @@
  * - `auth`: each request authenticated (else the first request's caller is reused);
  * - `db`: the question and answer stored by the real message writer (else a writer that stores nothing);
  * - `store`: the configured store (Redis when REDIS_URL is set; else an in-process store);
- * - `metrics`: the chat metrics recorded.
+ * - `metrics`: the chat metrics recorded;
+ * - `noreplay`: ended streams are not kept for replay (1 ms instead of CHAT_REPLAY_TTL_S).
  * Same environment as the gateway (src/index.ts).
  */
 import { createApp } from '../../src/app'
@@ -36,7 +37,7 @@ const chat = createChatService({
   metrics: parts.has('metrics') ? deps.metrics : undefined,
   pingIntervalMs: config.chatPingIntervalMs,
   graceMs: config.chatDisconnectGraceMs,
-  replayTtlMs: config.chatReplayTtlMs,
+  replayTtlMs: parts.has('noreplay') ? 1 : config.chatReplayTtlMs,
   streamLimit: async (caller) => (await deps.identity.identity.tenant(caller.tenantId))?.quotas.concurrent_streams_per_user ?? QUOTA_DEFAULTS.concurrent_streams_per_user,
 })
 
