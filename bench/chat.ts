@@ -11,7 +11,7 @@
  *   bun bench/chat.ts [--paced-streams 500] [--paced-chunks 50] [--delay-ms 20]
  *                     [--streams 200] [--chunks 200] [--rounds 3] [--warmup 5] [--no-embedded]
  *   BENCH_DATABASE_URL=postgres://… BENCH_REDIS_URL=redis://… adds the gateway on Postgres + Redis
- *   BENCH_COMPARE_ROOT=<another checkout> adds that checkout's gateway on Postgres + Redis too (an A/B in one run)
+ *   BENCH_COMPARE_ROOT=<another checkout> adds that checkout's gateway, embedded and on Postgres + Redis (an A/B in one run)
  *
  * Both scenarios run `--rounds` times, the targets in rotating order; each target's median round is reported.
  *
@@ -93,11 +93,15 @@ try {
   }
   const gateways: Array<{ target: Target; token: string }> = []
   if (!args['no-embedded']) gateways.push(await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv }))
+  const compareRoot = process.env.BENCH_COMPARE_ROOT
+  if (compareRoot && !args['no-embedded']) {
+    const dataDir = `${scope.dataDir}/compare`
+    gateways.push(await startGateway(`gateway from ${compareRoot}`, { algoUrl: simulator.url, dataDir, quotas: RAISED_QUOTAS, env: commonEnv, root: compareRoot }))
+  }
   // The production shape, when the servers are here: Postgres and Redis instead of the embedded defaults.
   const deployed = { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv, databaseUrl: process.env.BENCH_DATABASE_URL, redisUrl: process.env.BENCH_REDIS_URL }
   if (deployed.databaseUrl && deployed.redisUrl) {
     gateways.push(await startGateway('gateway (Postgres + Redis)', deployed))
-    const compareRoot = process.env.BENCH_COMPARE_ROOT
     if (compareRoot) gateways.push(await startGateway(`gateway (Postgres + Redis) from ${compareRoot}`, { ...deployed, root: compareRoot }))
     for (const p of GATEWAY_PARTS) {
       gateways.push(await startGateway(`gateway parts: ${p}`, { ...deployed, script: 'bench/targets/gateway-parts.ts', env: { ...commonEnv, GATEWAY_PARTS: p } }))
