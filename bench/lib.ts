@@ -13,10 +13,14 @@ export async function freePort(): Promise<number> {
 }
 
 /** SIGTERM, then SIGKILL if it has not exited within 5 s */
-/** `bun <script>`; with BENCH_CPU_PROF=<dir> every target (simulator included) writes a CPU profile there when it stops */
+/**
+ * `bun <script>`; with BENCH_CPU_PROF=<dir> every target (simulator included) writes a CPU profile there when it
+ * stops, sampled every BENCH_CPU_PROF_INTERVAL_US (Bun's default: 1000)
+ */
 function bunArgv(script: string): string[] {
   const dir = process.env.BENCH_CPU_PROF
-  return [process.execPath, ...(dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : []), script]
+  const interval = process.env.BENCH_CPU_PROF_INTERVAL_US
+  return [process.execPath, ...(dir ? ['--cpu-prof', '--cpu-prof-dir', dir, ...(interval ? [`--cpu-prof-interval=${interval}`] : [])] : []), script]
 }
 
 async function stopProcess(proc: ReturnType<typeof Bun.spawn>): Promise<void> {
