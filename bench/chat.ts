@@ -375,14 +375,25 @@ for (const { target, scenario, r, chunksPerS } of rows) {
 const rowOf = (target: string, kind: string) => rows.find((r) => r.target === target && r.scenario.startsWith(kind))
 const relayName = 'bare Bun.serve relay'
 const growth = (r: Run) => (r.rssPeakKb - r.rssBeforeKb) / r.streams
-console.log('\nAgainst the bare relay, same run (issue 4 targets in brackets):\n')
+console.log('\nAgainst the bare relay, same run (issue 4 targets in brackets; in parentheses the ratio taken round by round, median and range):\n')
 const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
+/** the ratio of a target's round to the relay's round of the same index (the rounds interleave in time) */
+function perRound(runs: Map<string, Run[]>, name: string, metric: (r: Run) => number, show: (x: number) => string): string {
+  const mine = runs.get(name) ?? []
+  const relays = runs.get(relayName) ?? []
+  const ratios = mine.map((r, i) => metric(r) / metric(relays[i]!)).filter(Number.isFinite).sort((a, b) => a - b)
+  if (ratios.length < 2) return ''
+  return ` (${show(median(ratios))}, ${show(ratios[0]!)}–${show(ratios.at(-1)!)})`
+}
+const pct = (x: number) => `${(x * 100).toFixed(0)}%`
+const times = (x: number) => `×${x.toFixed(2)}`
 for (const s of subjects.filter((x) => x.name.startsWith('gateway') || x.name.startsWith('relay +'))) {
   const said: string[] = []
   const [tpRow, tpRelay] = [rowOf(s.name, 'throughput'), rowOf(relayName, 'throughput')]
   if (tpRow && tpRelay) {
     const tp = tpRow.chunksPerS / tpRelay.chunksPerS
-    said.push(`throughput ${(tp * 100).toFixed(0)}% of the relay [≥ 80%: ${mark(tp >= 0.8)}]`)
+    const rounds = perRound(throughput, s.name, (r) => r.chunks / r.wallS, pct)
+    said.push(`throughput ${(tp * 100).toFixed(0)}% of the relay${rounds} [≥ 80%: ${mark(tp >= 0.8)}]`)
   }
   const [pRow, pRelay] = [rowOf(s.name, 'paced'), rowOf(relayName, 'paced')]
   if (pRow && pRelay) {
@@ -390,8 +401,8 @@ for (const s of subjects.filter((x) => x.name.startsWith('gateway') || x.name.st
     const rss = growth(pRow.r) / growth(pRelay.r)
     const lost = pRow.r.lost + pRow.r.reordered
     said.push(
-      `paced TTFC p99 ×${ttfc.toFixed(2)} [≤ 1.25: ${mark(ttfc <= 1.25)}]`,
-      `RSS growth per stream ×${rss.toFixed(2)} [≤ 1.25: ${mark(rss <= 1.25)}]`,
+      `paced TTFC p99 ×${ttfc.toFixed(2)}${perRound(paced, s.name, (r) => percentile(r.ttfc, 0.99), times)} [≤ 1.25: ${mark(ttfc <= 1.25)}]`,
+      `RSS growth per stream ×${rss.toFixed(2)}${perRound(paced, s.name, growth, times)} [≤ 1.25: ${mark(rss <= 1.25)}]`,
       `lost/reordered ${lost} [0: ${mark(lost === 0)}]`,
     )
   }
