@@ -8,7 +8,7 @@ import { createLogger, type Logger } from './observability/logger'
 import { createMetrics, type Metrics } from './observability/metrics'
 import { type Simulator, startSimulator } from './simulator/server'
 import { createIdentityStack, type IdentityStack } from './modules/auth/stack'
-import { createStore, type Store } from './store'
+import { createPresence, createStore, type Presence, type Store } from './store'
 import { createUpstreamPool, type UpstreamPool } from './upstream'
 
 export interface Lifecycle {
@@ -41,6 +41,8 @@ export interface Deps {
   readonly metrics: Metrics
   readonly db: DatabaseHandle
   readonly store: Store
+  /** this instance's id, and whether another one still runs */
+  readonly presence: Presence
   /** the algorithm service base URLs in use (the embedded simulator's when none is configured) */
   upstreamUrls(): readonly string[]
   /** the algorithm-service client the chat stream calls */
@@ -74,6 +76,8 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
 
     const store = await createStore({ redisUrl: config.redisUrl, logger })
     opened.push(store)
+    const presence = createPresence(store, logger)
+    opened.push(presence)
 
     let simulator: Simulator | undefined
     if (config.algoServiceUrls.length === 0) {
@@ -103,6 +107,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
       metrics,
       db,
       store,
+      presence,
       simulator,
       identity,
       upstreamUrls: () => upstreams,

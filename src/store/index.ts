@@ -22,6 +22,7 @@ export async function createStore(opts: CreateStoreOptions = {}): Promise<Store>
 export { createMemoryStore } from './memory.ts'
 export { createRedisStore, type RedisStoreOptions } from './redis.ts'
 export { channels, keys } from './keys.ts'
+export { createPresence, type Presence } from './presence.ts'
 export {
   jsonMessages,
   StoreUnavailableError,

@@ -79,6 +79,9 @@ export const keys = {
    */
   chatStream: (tenantId: string, requestId: string) => tenantKey(tenantId, 'chat', requestId, 'meta'),
 
+  /** Present while the gateway instance with that id runs (src/store/presence.ts). TTL: 5 s, refreshed every second. */
+  instanceAlive: (instanceId: string) => key('inst', instanceId, 'alive'),
+
   /**
    * Ids of a user's live chat streams and voice sessions on any instance (a set).
    * TTL: refresh with sAdd every ~30 s while any is live, 90 s — so a crashed instance's entries age out.

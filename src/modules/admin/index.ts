@@ -17,7 +17,7 @@ import { createStats } from './stats'
 import { createTenantAdmin } from './tenants'
 import { createUserAdmin } from './users'
 
-export function adminModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'identity' | 'store'> }) {
+export function adminModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'identity' | 'store' | 'presence'> }) {
   const db = deps.db.db
   const { bus, audit } = deps.identity
   const audited = createAudited(audit)
@@ -26,5 +26,5 @@ export function adminModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps,
     .use(userRoutes({ auth, users: createUserAdmin({ db, bus, audited }) }))
     .use(roleRoutes({ auth, roles: createRoleAdmin({ db, bus, audited }) }))
     .use(overviewRoutes({ auth, audit, stats: createStats({ db }) }))
-    .use(sessionRoutes({ auth, sessions: createLiveSessions({ store: deps.store, live: deps.identity.live }), audited }))
+    .use(sessionRoutes({ auth, sessions: createLiveSessions({ store: deps.store, live: deps.identity.live, instance: deps.presence.id }), audited }))
 }

@@ -77,8 +77,7 @@ function decodeCursor(cursor: string): [string, string] {
   throw new AppError(400, 'VALIDATION_FAILED', 'Invalid cursor', [{ field: 'cursor', in: 'query', message: 'not a cursor of this list' }])
 }
 
-export function createLiveSessions({ store, live }: { store: Store; live: LiveConnections }) {
-  const instance = newId('inst')
+export function createLiveSessions({ store, live, instance }: { store: Store; live: LiveConnections; instance: string }) {
   const pending = new Map<string, Pending>()
 
   function answer(q: Query): Answer {

@@ -79,13 +79,14 @@ export function chatRoutes({ auth, chat }: { auth: AuthPlugin; chat: ChatService
     })
 }
 
-export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'upstream' | 'identity' | 'logger' | 'config' | 'store' | 'metrics' | 'lifecycle'> }) {
+export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'upstream' | 'identity' | 'logger' | 'config' | 'store' | 'presence' | 'metrics' | 'lifecycle'> }) {
   const chat = createChatService({
     conversations: createConversationService({ db: deps.db.db }),
     writer: createMessageWriter({ db: deps.db }),
     upstream: deps.upstream,
     live: deps.identity.live,
     store: deps.store,
+    presence: deps.presence,
     logger: deps.logger,
     metrics: deps.metrics,
     pingIntervalMs: deps.config.chatPingIntervalMs,

@@ -19,7 +19,7 @@
 import { AppError } from '../../errors'
 import { newId } from '../../lib/ids'
 import type { Metrics } from '../../observability/metrics'
-import { channels, jsonMessages, keys, type Store } from '../../store'
+import { channels, jsonMessages, keys, type Presence, type Store } from '../../store'
 import { UpstreamError, type UpstreamPool, type UpstreamStream } from '../../upstream'
 import type { LiveConnections } from '../auth/live-connections'
 import type { Principal } from '../auth/principal'
@@ -45,8 +45,8 @@ const FLUSH_MS = 25
 const LIVE_ENTRY_TTL_MS = 60_000
 /** in-process replay logs kept at most (the oldest finished streams are forgotten first) */
 const REPLAY_MAX_BYTES = 256 * 1024 * 1024
-/** a follower checks the holder is still there when it has heard nothing for this long */
-const FOLLOWER_CHECK_MS = 15_000
+/** a follower checks the holder is still there (its claim, its instance's presence) when it has heard nothing for this long */
+const FOLLOWER_CHECK_MS = 3_000
 
 /** `admin_ended`: DELETE /api/v2/admin/sessions/:id */
 export type StopReason = 'client_cancelled' | 'client_disconnected' | 'token_revoked' | 'shutdown' | 'admin_ended'
@@ -84,6 +84,8 @@ export interface ChatServiceDeps {
   upstream: Pick<UpstreamPool, 'query'>
   live: Pick<LiveConnections, 'register'>
   store: Store
+  /** this instance, named in the claims it holds, so that a follower elsewhere can tell when it is gone */
+  presence?: Pick<Presence, 'id' | 'isAlive'>
   logger: ChatLogger
   metrics?: ChatMetrics
   /** `: ping` period while the stream is silent. @default 15000 */
@@ -111,6 +113,8 @@ interface Claim {
   user: string
   hash: string
   state: 'live' | 'ended'
+  /** the holder instance (absent from claims of earlier versions) */
+  inst?: string
 }
 
 type ControlMessage = { t: 'cancel' | 'watch' | 'unwatch'; tenant: string; rid: string }
@@ -162,7 +166,7 @@ function chunkText(line: Record<string, unknown>): string {
 
 
 export function createChatService(deps: ChatServiceDeps) {
-  const { conversations, writer, upstream, live, store, logger, metrics } = deps
+  const { conversations, writer, upstream, live, store, presence, logger, metrics } = deps
   const pingIntervalMs = deps.pingIntervalMs ?? 15_000
   /** silence is checked four times per ping interval: a ping comes at most 1.25 intervals after the last event */
   const tickMs = Math.max(5, Math.floor(pingIntervalMs / 4))
@@ -264,7 +268,7 @@ export function createChatService(deps: ChatServiceDeps) {
   }
 
   function writeClaim(run: Run, state: Claim['state'], ttlMs: number): Promise<unknown> {
-    const claim: Claim = { user: run.userId, hash: run.hash, state }
+    const claim: Claim = { user: run.userId, hash: run.hash, state, inst: presence?.id }
     return store.set(keys.chatStream(run.tenantId, run.requestId), JSON.stringify(claim), { ttlMs }).catch((err: unknown) => {
       logger.warn({ err, request_id: run.requestId }, 'could not update a chat stream claim')
     })
@@ -572,6 +576,12 @@ export function createChatService(deps: ChatServiceDeps) {
 
   // ---- following a stream held by another instance (or finished, from the store's log)
 
+  /** a live claim whose holder instance has stopped (crashed: its presence expired); when unsure, not gone */
+  async function holderGone(claim: Claim): Promise<boolean> {
+    if (claim.state !== 'live' || !claim.inst || !presence) return false
+    return !(await presence.isAlive(claim.inst).catch(() => true))
+  }
+
   async function follow(tenantId: string, requestId: string, after: number, signal: AbortSignal): Promise<ReadableStream<string>> {
     const feed = new EventFeed()
     const logKey = keys.chatEvents(tenantId, requestId)
@@ -608,6 +618,13 @@ export function createChatService(deps: ChatServiceDeps) {
     })
     const announce = (t: 'watch' | 'unwatch') =>
       store.publish(channels.chatControl(), JSON.stringify({ t, tenant: tenantId, rid: requestId } satisfies ControlMessage)).catch(() => {})
+    /** the holder is gone without an ending: say so rather than wait for ever */
+    const lost = () => {
+      if (feed.ended) return
+      const id = feed.events.length
+      feed.push(formatEvent(id, 'error', { code: 'STREAM_ERROR', error: 'The stream was lost', request_id: requestId }))
+      feed.push(formatEvent(id + 1, 'stream_end', { request_id: requestId, lines_processed: 0, duration_ms: 0, timestamp: unixSeconds() }))
+    }
     await announce('watch')
     await fillFromLog()
     const claim = await readClaim(tenantId, requestId).catch(() => undefined)
@@ -615,6 +632,10 @@ export function createChatService(deps: ChatServiceDeps) {
       // the holder writes the whole log before the claim says ended: read it again, it may have ended meanwhile
       await fillFromLog()
       endAt = feed.events.length
+      feed.finish()
+    } else if (await holderGone(claim)) {
+      await fillFromLog()
+      lost()
       feed.finish()
     }
 
@@ -627,14 +648,9 @@ export function createChatService(deps: ChatServiceDeps) {
       if (now() - heardAt < FOLLOWER_CHECK_MS) return
       heardAt = now()
       const c = await readClaim(tenantId, requestId).catch(() => undefined)
-      if (c?.state === 'live') return
+      if (c?.state === 'live' && !(await holderGone(c))) return
       await fillFromLog()
-      if (!c && !feed.ended) {
-        // the holder is gone without an ending: say so rather than wait forever
-        const id = feed.events.length
-        feed.push(formatEvent(id, 'error', { code: 'STREAM_ERROR', error: 'The stream was lost', request_id: requestId }))
-        feed.push(formatEvent(id + 1, 'stream_end', { request_id: requestId, lines_processed: 0, duration_ms: 0, timestamp: unixSeconds() }))
-      }
+      if (!c || c.state === 'live') lost()
       feed.finish()
     }, tickMs)
 
@@ -686,7 +702,7 @@ export function createChatService(deps: ChatServiceDeps) {
         }
         if (closing) throw chatErrors.unavailable(new Error('shutting down'))
         const run = new Run(caller.tenantId, caller.userId, requestId, hash)
-        const claim: Claim = { user: caller.userId, hash, state: 'live' }
+        const claim: Claim = { user: caller.userId, hash, state: 'live', inst: presence?.id }
         runs.set(key, run) // before the first await: a concurrent re-POST here attaches to it
         // the claim, the admission and the conversation checks run together: one wait instead of three
         const claiming = guard(store.set(keys.chatStream(caller.tenantId, requestId), JSON.stringify(claim), { ttlMs: LIVE_CLAIM_TTL_MS, onlyIfAbsent: true }))

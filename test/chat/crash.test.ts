@@ -1,0 +1,97 @@
+/**
+ * A holder that dies without an ending (SIGKILL): a client following its stream from another instance, and a
+ * client resuming it there afterwards, learn that the stream was lost within seconds — from the dead
+ * instance's presence — instead of waiting a minute for its claim to age out. Real processes, Postgres, Redis.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { TEST_JWT_SECRET, TEST_ADMIN_PASSWORD } from '../helpers/app'
+import type { TestUser } from '../helpers/identity'
+import { freePort } from '../helpers/private-servers'
+import { bareEnv, type GatewayProcess, spawnGateway } from '../helpers/process'
+import { ci, createThrowawayDatabase, hasPostgres, hasRedis, redisUrl } from '../helpers/services'
+import { chatRequest, chatUser, listeningGateway, SseReader, type SseEvent } from './helpers'
+
+if (ci && (!hasPostgres || !hasRedis)) throw new Error('crash.test needs Postgres and Redis under CI=true')
+
+describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres + Redis)', () => {
+  let database: { url: string; drop: () => Promise<void> }
+  let a: GatewayProcess
+  let b: Awaited<ReturnType<typeof listeningGateway>>
+  let user: TestUser
+
+  beforeAll(async () => {
+    database = await createThrowawayDatabase()
+    b = await listeningGateway({ DATABASE_URL: database.url, REDIS_URL: redisUrl, CHAT_PING_INTERVAL_MS: '200' })
+    const port = await freePort()
+    a = spawnGateway({
+      cwd: mkdtempSync(join(tmpdir(), 'vh-crash-')),
+      port,
+      env: bareEnv({
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        NODE_ENV: 'test',
+        DATABASE_URL: database.url,
+        REDIS_URL: redisUrl,
+        JWT_SECRET: TEST_JWT_SECRET,
+        BOOTSTRAP_ADMIN_PASSWORD: TEST_ADMIN_PASSWORD,
+        CHAT_DISCONNECT_GRACE_S: '60',
+      }),
+    })
+    await a.waitUntilListening()
+    user = await chatUser(b.gw)
+  }, 60_000)
+  afterAll(async () => {
+    if (a?.proc.exitCode === null) a.proc.kill('SIGKILL')
+    await b?.gw.app.stop(true)
+    await b?.gw.close()
+    await database?.drop()
+  })
+
+  const events = (seen: SseEvent[]) => seen.filter((e) => e.event)
+  const rid = () => `req-${crypto.randomUUID()}`
+
+  test('the follower on B gets every event it had, then STREAM_ERROR "lost" and stream_end, within seconds; a later resume or re-POST on B at once', async () => {
+    const followed = rid()
+    const dropped = rid()
+    const body = (id: string) => ({ message: 'long [[sim chunks=1000 delay_ms=20]]', request_id: id })
+    const first = new SseReader(await fetch(`${a.baseUrl}/api/v2/chat/stream`, chatRequest(user, body(followed))))
+    await first.until('generation_chunk')
+    // the other stream's client leaves at once: A keeps it running (grace 60 s) and nobody follows it
+    const ctrl = new AbortController()
+    const other = new SseReader(await fetch(`${a.baseUrl}/api/v2/chat/stream`, chatRequest(user, body(dropped), ctrl.signal)))
+    await other.until('generation_chunk')
+    ctrl.abort()
+
+    const follower = new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${followed}`, { headers: user.auth }))
+    for (let i = 0; i < 5; i++) await follower.until('generation_chunk')
+    a.proc.kill('SIGKILL')
+    await a.proc.exited
+    const killed = performance.now()
+    const seen = events(await follower.rest())
+    const tookMs = performance.now() - killed
+    expect(seen.map((e) => e.id)).toEqual(seen.map((_, i) => i))
+    expect(seen.filter((e) => e.event === 'generation_chunk').length).toBeGreaterThanOrEqual(5)
+    expect(seen.slice(-2).map((e) => [e.event, e.data?.code])).toEqual([
+      ['error', 'STREAM_ERROR'],
+      ['stream_end', undefined],
+    ])
+    // presence lapses 5 s after the last refresh, checked after 3 s of silence; the claim alone would take 60 s
+    expect(tookMs).toBeLessThan(12_000)
+
+    for (const ask of [
+      () => fetch(`${b.base}/api/v2/chat/stream/${dropped}`, { headers: user.auth }),
+      () => fetch(`${b.base}/api/v2/chat/stream`, chatRequest(user, body(dropped))),
+    ]) {
+      const asked = performance.now()
+      const res = await ask()
+      expect(res.status).toBe(200)
+      const got = events(await new SseReader(res).rest())
+      expect(got.map((e) => e.event)).toEqual(['error', 'stream_end'])
+      expect(got[0]!.data).toMatchObject({ code: 'STREAM_ERROR', request_id: dropped })
+      expect(performance.now() - asked).toBeLessThan(2_000)
+    }
+  }, 40_000)
+})
