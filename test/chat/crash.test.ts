@@ -1,7 +1,8 @@
 /**
  * A holder that dies without an ending (SIGKILL): a client following its stream from another instance, and a
  * client resuming it there afterwards, learn that the stream was lost within seconds — from the dead
- * instance's presence — instead of waiting a minute for its claim to age out. Real processes, Postgres, Redis.
+ * instance's presence — instead of waiting a minute for its claim to age out; its streams stop counting against
+ * the user's quota at once. Real processes, Postgres, Redis.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync } from 'node:fs'
@@ -53,7 +54,7 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
   const events = (seen: SseEvent[]) => seen.filter((e) => e.event)
   const rid = () => `req-${crypto.randomUUID()}`
 
-  test('the follower on B gets every event it had, then STREAM_ERROR "lost" and stream_end, within seconds; a later resume or re-POST on B at once', async () => {
+  test('the follower on B gets every event it had, then STREAM_ERROR "lost" and stream_end, within seconds; a later resume or re-POST on B at once; its streams no longer count against the quota', async () => {
     const followed = rid()
     const dropped = rid()
     const body = (id: string) => ({ message: 'long [[sim chunks=1000 delay_ms=20]]', request_id: id })
@@ -63,6 +64,11 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
     const ctrl = new AbortController()
     const other = new SseReader(await fetch(`${a.baseUrl}/api/v2/chat/stream`, chatRequest(user, body(dropped), ctrl.signal)))
     await other.until('generation_chunk')
+    // two more, so that the user holds all four streams the quota allows when A dies
+    for (let i = 0; i < 2; i++) {
+      const r = new SseReader(await fetch(`${a.baseUrl}/api/v2/chat/stream`, chatRequest(user, body(rid()), ctrl.signal)))
+      await r.until('generation_chunk')
+    }
     ctrl.abort()
 
     const follower = new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${followed}`, { headers: user.auth }))
@@ -93,5 +99,12 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
       expect(got[0]!.data).toMatchObject({ code: 'STREAM_ERROR', request_id: dropped })
       expect(performance.now() - asked).toBeLessThan(2_000)
     }
+
+    // the dead holder's four streams no longer count against the user's quota of four
+    const fresh = rid()
+    const res = await fetch(`${b.base}/api/v2/chat/stream`, chatRequest(user, { message: 'after the crash', request_id: fresh }))
+    expect(res.status).toBe(200)
+    const answer = events(await new SseReader(res).rest())
+    expect(answer.at(-1)!.event).toBe('stream_end')
   }, 40_000)
 })

@@ -284,21 +284,36 @@ export function createChatService(deps: ChatServiceDeps) {
     }
   }
 
-  // ---- concurrent_streams_per_user, across instances: a set per user of `<request_id>|<expiry>`
+  // ---- concurrent_streams_per_user, across instances: a set per user of `<request_id>|<expiry>|<holder>`
 
-  const liveUntil = (member: string) => Number(member.slice(member.lastIndexOf('|') + 1))
+  const liveMember = (run: Run) => `${run.requestId}|${now() + LIVE_ENTRY_TTL_MS}${presence ? `|${presence.id}` : ''}`
+
+  /** the members of crashed holders: past their expiry, or held by an instance that no longer runs */
+  async function staleMembers(members: string[]): Promise<string[]> {
+    const at = now()
+    const parsed = members.map((m) => {
+      const [, until, inst] = m.split('|')
+      return { m, expired: !(Number(until) > at), inst }
+    })
+    const others = [...new Set(parsed.filter((p) => !p.expired && p.inst && p.inst !== presence?.id).map((p) => p.inst!))]
+    const gone = new Set<string>()
+    if (presence) {
+      const alive = await Promise.all(others.map((inst) => presence.isAlive(inst).catch(() => true)))
+      others.forEach((inst, i) => !alive[i] && gone.add(inst))
+    }
+    return parsed.filter((p) => p.expired || (p.inst !== undefined && gone.has(p.inst))).map((p) => p.m)
+  }
 
   /** adds the run to its user's live set; refuses (429) past the caller's quota */
   async function admitConcurrent(run: Run, caller: Principal): Promise<void> {
     const limit = await streamLimit(caller)
     if (limit === 0) return
     const key = keys.chatLive(run.tenantId, run.userId)
-    run.liveMember = `${run.requestId}|${now() + LIVE_ENTRY_TTL_MS}`
+    run.liveMember = liveMember(run)
     let count = await store.sAddCard(key, [run.liveMember], LIVE_ENTRY_TTL_MS * 2)
     if (count > limit) {
-      // over: first drop the entries of holders that stopped refreshing them (crashed instances)
-      const at = now()
-      const stale = (await store.sMembers(key)).filter((m) => liveUntil(m) <= at)
+      // over: first drop the entries of crashed holders
+      const stale = await staleMembers(await store.sMembers(key))
       if (stale.length > 0) await store.sRem(key, stale)
       count -= stale.length
     }
@@ -312,7 +327,7 @@ export function createChatService(deps: ChatServiceDeps) {
     if (!run.liveMember) return
     const key = keys.chatLive(run.tenantId, run.userId)
     const old = run.liveMember
-    run.liveMember = `${run.requestId}|${now() + LIVE_ENTRY_TTL_MS}`
+    run.liveMember = liveMember(run)
     void store
       .sAdd(key, [run.liveMember], LIVE_ENTRY_TTL_MS * 2)
       .then(() => store.sRem(key, [old]))
