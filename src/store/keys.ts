@@ -99,7 +99,7 @@ export const keys = {
 
   /**
    * Present while a voice session is live: its holder refreshes it, so a crashed instance's sessions stop
-   * counting. Value: the owner's user id. TTL: 90 s, refreshed every 30 s; deleted when the session ends.
+   * counting. Value: the holder's instance id (presence: a dead holder's sessions stop counting at once). TTL: 90 s, refreshed every 30 s; deleted when the session ends.
    */
   voiceSessionAlive: (tenantId: string, sessionId: string) => tenantKey(tenantId, 'voice', 'alive', sessionId),
 }

@@ -1,8 +1,8 @@
 /**
  * A holder that dies without an ending (SIGKILL): a client following its stream from another instance, and a
  * client resuming it there afterwards, learn that the stream was lost within seconds — from the dead
- * instance's presence — instead of waiting a minute for its claim to age out; its streams stop counting against
- * the user's quota at once. Real processes, Postgres, Redis.
+ * instance's presence — instead of waiting a minute for its claim to age out; its streams and voice sessions
+ * stop counting against the user's quotas at once. Real processes, Postgres, Redis.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync } from 'node:fs'
@@ -13,6 +13,7 @@ import type { TestUser } from '../helpers/identity'
 import { freePort } from '../helpers/private-servers'
 import { bareEnv, type GatewayProcess, spawnGateway } from '../helpers/process'
 import { ci, createThrowawayDatabase, hasPostgres, hasRedis, redisUrl } from '../helpers/services'
+import { session, upgradeStatus } from '../voice/helpers'
 import { chatRequest, chatUser, listeningGateway, SseReader, type SseEvent } from './helpers'
 
 if (ci && (!hasPostgres || !hasRedis)) throw new Error('crash.test needs Postgres and Redis under CI=true')
@@ -54,7 +55,7 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
   const events = (seen: SseEvent[]) => seen.filter((e) => e.event)
   const rid = () => `req-${crypto.randomUUID()}`
 
-  test('the follower on B gets every event it had, then STREAM_ERROR "lost" and stream_end, within seconds; a later resume or re-POST on B at once; its streams no longer count against the quota', async () => {
+  test('the follower on B gets every event it had, then STREAM_ERROR "lost" and stream_end, within seconds; a later resume or re-POST on B at once; its streams and voice sessions no longer count against the quotas', async () => {
     const followed = rid()
     const dropped = rid()
     const body = (id: string) => ({ message: 'long [[sim chunks=1000 delay_ms=20]]', request_id: id })
@@ -70,6 +71,10 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
       await r.until('generation_chunk')
     }
     ctrl.abort()
+    // and both voice sessions a user may hold
+    const wsA = a.baseUrl.replace('http', 'ws')
+    for (let i = 0; i < 2; i++) await session(wsA, { headers: user.auth })
+    expect((await upgradeStatus(a.baseUrl, user.auth)).status).toBe(429)
 
     const follower = new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${followed}`, { headers: user.auth }))
     for (let i = 0; i < 5; i++) await follower.until('generation_chunk')
@@ -106,5 +111,9 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
     expect(res.status).toBe(200)
     const answer = events(await new SseReader(res).rest())
     expect(answer.at(-1)!.event).toBe('stream_end')
+    // nor its voice sessions against the voice quota
+    const voice = await session(b.base.replace('http', 'ws'), { headers: user.auth })
+    expect(voice.init.session_id).toBeString()
+    voice.ws.close()
   }, 40_000)
 })

@@ -184,11 +184,12 @@ export function voiceRoutes({ auth, voice, tickets, allowedOrigins }: VoiceRoute
     })
 }
 
-export function voiceModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'store' | 'identity' | 'logger' | 'metrics' | 'config' | 'lifecycle' | 'upstreamUrls'> }) {
+export function voiceModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 'db' | 'store' | 'presence' | 'identity' | 'logger' | 'metrics' | 'config' | 'lifecycle' | 'upstreamUrls'> }) {
   const { config } = deps
   const voice = createVoiceService({
     db: deps.db.db,
     store: deps.store,
+    presence: deps.presence,
     identity: deps.identity.identity,
     live: deps.identity.live,
     conversations: createConversationService({ db: deps.db.db }),

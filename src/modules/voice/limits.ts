@@ -1,13 +1,14 @@
 /**
  * Concurrent voice sessions per user and per tenant, counted across instances in the shared store.
  *
- * Each live session has an "alive" key its holder refreshes, and is a member of a per-user and a per-tenant
- * set. A session counts while its alive key exists, so the sessions of a crashed instance stop counting when
- * their keys expire (and are pruned from the sets by the next admission). Admission adds first and counts
+ * Each live session has an "alive" key its holder refreshes, naming the holder instance, and is a member of a
+ * per-user and a per-tenant set. A session counts while its alive key exists and its holder runs (presence), so
+ * the sessions of a crashed instance stop counting within seconds (and are pruned from the sets by the next
+ * admission). Admission adds first and counts
  * afterwards: two sessions racing for the last slot may both be refused, never both admitted.
  */
 import { AppError } from '../../errors'
-import type { Store } from '../../store'
+import type { Presence, Store } from '../../store'
 import { keys } from '../../store/keys'
 
 /** the alive key outlives three missed refreshes */
@@ -30,13 +31,24 @@ export function sessionLimitExceeded(scope: 'user' | 'tenant', limit: number) {
   return new AppError(429, 'QUOTA_EXCEEDED', `Too many concurrent voice sessions for this ${scope}`, { scope, limit }, { headers: { 'retry-after': '5' } })
 }
 
-export function createSessionSlots(store: Store) {
-  /** members of `set` whose alive key exists; prunes the others */
+export function createSessionSlots(store: Store, presence?: Pick<Presence, 'id' | 'isAlive'>) {
+  /** the alive key's value: the holder instance (earlier versions wrote the owner's user id) */
+  const holder = (slot: SessionSlot) => presence?.id ?? slot.userId
+
+  /** whether an alive key's value names a holder that still runs (when unsure: yes) */
+  async function holderRuns(value: string): Promise<boolean> {
+    if (!presence || !value.startsWith('inst_') || value === presence.id) return true
+    return presence.isAlive(value).catch(() => true)
+  }
+
+  /** members of `set` whose alive key exists and whose holder runs; prunes the others */
   async function live(set: string, tenantId: string): Promise<number> {
     const members = await store.sMembers(set)
     if (members.length === 0) return 0
-    const alive = await store.mGet(members.map((id) => keys.voiceSessionAlive(tenantId, id)))
-    const dead = members.filter((_, i) => alive[i] === null)
+    const values = await store.mGet(members.map((id) => keys.voiceSessionAlive(tenantId, id)))
+    const holders = [...new Set(values.filter((v): v is string => v !== null))]
+    const running = new Map(await Promise.all(holders.map(async (h) => [h, await holderRuns(h)] as const)))
+    const dead = members.filter((_, i) => values[i] === null || !running.get(values[i]!))
     if (dead.length > 0) void store.sRem(set, dead).catch(() => {})
     return members.length - dead.length
   }
@@ -54,7 +66,7 @@ export function createSessionSlots(store: Store) {
     async acquire(slot: SessionSlot, limits: Limits): Promise<void> {
       const userSet = keys.voiceUserSessions(slot.tenantId, slot.userId)
       const tenantSet = keys.voiceSessions(slot.tenantId)
-      await store.set(keys.voiceSessionAlive(slot.tenantId, slot.sessionId), slot.userId, { ttlMs: ALIVE_TTL_MS })
+      await store.set(keys.voiceSessionAlive(slot.tenantId, slot.sessionId), holder(slot), { ttlMs: ALIVE_TTL_MS })
       await Promise.all([store.sAdd(userSet, [slot.sessionId], SET_TTL_MS), store.sAdd(tenantSet, [slot.sessionId], SET_TTL_MS)])
       try {
         const [users, tenant] = await Promise.all([
@@ -70,12 +82,15 @@ export function createSessionSlots(store: Store) {
     },
 
     /** keeps the slot counted (call every ALIVE_REFRESH_MS) */
-    refresh: (slot: SessionSlot) => store.set(keys.voiceSessionAlive(slot.tenantId, slot.sessionId), slot.userId, { ttlMs: ALIVE_TTL_MS }),
+    refresh: (slot: SessionSlot) => store.set(keys.voiceSessionAlive(slot.tenantId, slot.sessionId), holder(slot), { ttlMs: ALIVE_TTL_MS }),
 
     release,
 
     /** whether the session is live on some instance */
-    isLive: async (tenantId: string, sessionId: string) => (await store.get(keys.voiceSessionAlive(tenantId, sessionId))) !== null,
+    isLive: async (tenantId: string, sessionId: string) => {
+      const value = await store.get(keys.voiceSessionAlive(tenantId, sessionId))
+      return value !== null && (await holderRuns(value))
+    },
   }
 }
 

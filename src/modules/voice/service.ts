@@ -12,7 +12,7 @@ import type { PageRequest } from '../../http/models'
 import { newId } from '../../lib/ids'
 import type { Logger } from '../../observability/logger'
 import type { Metrics } from '../../observability/metrics'
-import { jsonMessages, type Store } from '../../store'
+import { jsonMessages, type Presence, type Store } from '../../store'
 import { channels } from '../../store/keys'
 import { decide } from '../access'
 import type { IdentityCache } from '../auth/identity-cache'
@@ -36,6 +36,8 @@ export interface VoiceServiceOptions {
 export interface VoiceServiceDeps {
   db: Database
   store: Store
+  /** this instance, named in its sessions' alive keys */
+  presence?: Pick<Presence, 'id' | 'isAlive'>
   identity: IdentityCache
   live: LiveConnections
   conversations: ConversationService
@@ -90,7 +92,7 @@ export function voiceSessionView(row: VoiceSessionRow) {
 
 export function createVoiceService(deps: VoiceServiceDeps) {
   const { db, store, identity, live, conversations, writer, logger, metrics, options } = deps
-  const slots = createSessionSlots(store)
+  const slots = createSessionSlots(store, deps.presence)
   const sessions = new Map<string, VoiceSession>()
   const sessionKey = (tenantId: string, id: string) => `${tenantId}\u0000${id}`
   /** observer sockets on this instance, by session key; `bridges`: store subscriptions for remote sessions */
