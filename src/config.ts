@@ -52,6 +52,7 @@ const EnvSchema = T.Object({
   VOICE_MAX_BUFFERED_BYTES: T.Integer({ default: 256 * 1024, minimum: 1024, maximum: 64 * 1024 * 1024, description: 'per direction: past this, stale audio is dropped' }),
   VOICE_PING_INTERVAL_MS: T.Integer({ default: 30_000, minimum: 10, maximum: 300_000, description: 'server ping period on voice sockets' }),
   VOICE_IDLE_TIMEOUT_MS: T.Integer({ default: 60_000, minimum: 20, maximum: 900_000, description: 'a voice socket silent this long (no message, no pong) is closed with 4408' }),
+  VOICE_LOST_SWEEP_S: T.Integer({ default: 60, minimum: 1, maximum: 3600, description: 'how often sessions a stopped instance left active (and at least this old) are marked failed: instance_lost' }),
   VOICE_UPSTREAM_CONNECT_TIMEOUT_MS: T.Integer({ default: 5000, minimum: 50, maximum: 60_000, description: 'how long the algorithm service may take to accept a voice socket' }),
 })
 type Env = Static<typeof EnvSchema>
@@ -101,6 +102,8 @@ export interface VoiceConfig {
   readonly pingIntervalMs: number
   readonly idleTimeoutMs: number
   readonly upstreamConnectTimeoutMs: number
+  /** the sweep for sessions a stopped instance left active: its period, and the youngest row it touches */
+  readonly lostSweepMs: number
 }
 
 export class ConfigError extends Error {
@@ -199,6 +202,7 @@ export function loadConfig(raw: RawEnv = process.env): Config {
       pingIntervalMs: env.VOICE_PING_INTERVAL_MS,
       idleTimeoutMs: env.VOICE_IDLE_TIMEOUT_MS,
       upstreamConnectTimeoutMs: env.VOICE_UPSTREAM_CONNECT_TIMEOUT_MS,
+      lostSweepMs: env.VOICE_LOST_SWEEP_S * 1000,
     },
   }
 }

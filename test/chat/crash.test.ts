@@ -14,7 +14,7 @@ import { freePort } from '../helpers/private-servers'
 import { bareEnv, type GatewayProcess, spawnGateway } from '../helpers/process'
 import { ci, createThrowawayDatabase, hasPostgres, hasRedis, redisUrl } from '../helpers/services'
 import { session, upgradeStatus } from '../voice/helpers'
-import { chatRequest, chatUser, listeningGateway, SseReader, type SseEvent } from './helpers'
+import { chatRequest, chatUser, eventually, listeningGateway, SseReader, type SseEvent } from './helpers'
 
 if (ci && (!hasPostgres || !hasRedis)) throw new Error('crash.test needs Postgres and Redis under CI=true')
 
@@ -26,7 +26,7 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
 
   beforeAll(async () => {
     database = await createThrowawayDatabase()
-    b = await listeningGateway({ DATABASE_URL: database.url, REDIS_URL: redisUrl, CHAT_PING_INTERVAL_MS: '200' })
+    b = await listeningGateway({ DATABASE_URL: database.url, REDIS_URL: redisUrl, CHAT_PING_INTERVAL_MS: '200', VOICE_LOST_SWEEP_S: '1' })
     const port = await freePort()
     a = spawnGateway({
       cwd: mkdtempSync(join(tmpdir(), 'vh-crash-')),
@@ -55,7 +55,7 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
   const events = (seen: SseEvent[]) => seen.filter((e) => e.event)
   const rid = () => `req-${crypto.randomUUID()}`
 
-  test('the follower on B gets every event it had, then STREAM_ERROR "lost" and stream_end, within seconds; a later resume or re-POST on B at once; its streams and voice sessions no longer count against the quotas', async () => {
+  test('the follower on B gets every event it had, then STREAM_ERROR "lost" and stream_end, within seconds; a later resume or re-POST on B at once; its streams and voice sessions no longer count against the quotas, and its session rows say instance_lost', async () => {
     const followed = rid()
     const dropped = rid()
     const body = (id: string) => ({ message: 'long [[sim chunks=1000 delay_ms=20]]', request_id: id })
@@ -73,7 +73,8 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
     ctrl.abort()
     // and both voice sessions a user may hold
     const wsA = a.baseUrl.replace('http', 'ws')
-    for (let i = 0; i < 2; i++) await session(wsA, { headers: user.auth })
+    const voiceOnA: string[] = []
+    for (let i = 0; i < 2; i++) voiceOnA.push((await session(wsA, { headers: user.auth })).init.session_id)
     expect((await upgradeStatus(a.baseUrl, user.auth)).status).toBe(429)
 
     const follower = new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${followed}`, { headers: user.auth }))
@@ -114,6 +115,10 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
     // nor its voice sessions against the voice quota
     const voice = await session(b.base.replace('http', 'ws'), { headers: user.auth })
     expect(voice.init.session_id).toBeString()
+    // and B's sweep marks the dead instance's session rows
+    const status = async (id: string) => ((await (await fetch(`${b.base}/api/v2/voice/sessions/${id}`, { headers: user.auth })).json()) as Record<string, unknown>)
+    await eventually(async () => (await Promise.all(voiceOnA.map(status))).every((v) => v.status === 'failed' && v.end_reason === 'instance_lost'), 10_000)
+    expect(await status(voice.init.session_id)).toMatchObject({ status: 'active' })
     voice.ws.close()
   }, 40_000)
 })

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm'
 import { bigint, foreignKey, index, integer, jsonb, pgTable, real, text } from 'drizzle-orm/pg-core'
 import { oneOf, timestamptz } from './columns'
 import { users } from './users'
@@ -7,7 +8,8 @@ export type VoiceSessionStatus = (typeof voiceSessionStatuses)[number]
 
 /**
  * One row per voice session (contract §5): written when it starts, completed with its counters when it ends.
- * A row left `active` by an instance that died is not live: the live set is in the store.
+ * A row left `active` by an instance that died is not live (the live set is in the store); every instance sweeps
+ * such rows to `failed` (end_reason `instance_lost`) once their holder is known gone.
  */
 export const voiceSessions = pgTable(
   'voice_sessions',
@@ -19,7 +21,7 @@ export const voiceSessions = pgTable(
     /** no foreign key: deleting the conversation keeps the session's record */
     conversationId: text('conversation_id').notNull(),
     status: text('status', { enum: voiceSessionStatuses }).notNull().default('active'),
-    /** why it ended: client_ended, client_disconnected, idle, shutdown, token_revoked, deleted, upstream_error */
+    /** why it ended: client_ended, client_disconnected, idle, shutdown, token_revoked, deleted, upstream_error, instance_lost */
     endReason: text('end_reason'),
     /** the session's audio config as last set by the client */
     config: jsonb('config').$type<Record<string, unknown>>().notNull(),
@@ -40,6 +42,8 @@ export const voiceSessions = pgTable(
     // "my sessions, newest first" and the tenant-wide list for admins
     index('voice_sessions_tenant_user_id_idx').on(t.tenantId, t.userId, t.id.desc()),
     index('voice_sessions_tenant_id_idx').on(t.tenantId, t.id.desc()),
+    // the sweep for rows a stopped instance left active: only those rows are in it
+    index('voice_sessions_active_idx').on(t.startedAt).where(sql`${t.status} = 'active'`),
     oneOf('voice_sessions_status_check', t.status, voiceSessionStatuses),
   ],
 )

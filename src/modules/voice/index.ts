@@ -204,6 +204,7 @@ export function voiceModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps,
       pingIntervalMs: config.voice.pingIntervalMs,
       idleTimeoutMs: config.voice.idleTimeoutMs,
       upstreamConnectTimeoutMs: config.voice.upstreamConnectTimeoutMs,
+      lostSweepMs: config.voice.lostSweepMs,
     },
   })
   deps.lifecycle.onShutdown(() => voice.shutdown())

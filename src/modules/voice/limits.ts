@@ -91,6 +91,15 @@ export function createSessionSlots(store: Store, presence?: Pick<Presence, 'id' 
       const value = await store.get(keys.voiceSessionAlive(tenantId, sessionId))
       return value !== null && (await holderRuns(value))
     },
+
+    /** the same for several sessions, in one read of their alive keys */
+    async liveOf(sessions: ReadonlyArray<{ tenantId: string; id: string }>): Promise<boolean[]> {
+      if (sessions.length === 0) return []
+      const values = await store.mGet(sessions.map((s) => keys.voiceSessionAlive(s.tenantId, s.id)))
+      const holders = [...new Set(values.filter((v): v is string => v !== null))]
+      const running = new Map(await Promise.all(holders.map(async (h) => [h, await holderRuns(h)] as const)))
+      return values.map((v) => v !== null && running.get(v) === true)
+    },
   }
 }
 

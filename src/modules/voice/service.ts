@@ -4,7 +4,7 @@
  * session row and of the transcript, revocation, observers (Bun topics here, the store's pub/sub between
  * instances), ending a session wherever it runs, and shutdown. Framework-free.
  */
-import { and, desc, eq, lt, type SQL } from 'drizzle-orm'
+import { and, desc, eq, inArray, lt, type SQL } from 'drizzle-orm'
 import type { Database } from '../../db'
 import { type VoiceSession as VoiceSessionRow, voiceSessions } from '../../db/schema'
 import { AppError } from '../../errors'
@@ -31,6 +31,8 @@ export interface VoiceServiceOptions {
   pingIntervalMs: number
   idleTimeoutMs: number
   upstreamConnectTimeoutMs: number
+  /** the sweep for rows a stopped instance left active: its period, and the youngest row it touches. @default 60000 */
+  lostSweepMs?: number
 }
 
 export interface VoiceServiceDeps {
@@ -61,6 +63,8 @@ type Control = { t: 'end' | 'watch'; tenant: string; id: string }
 
 /** how long a remote observer's watch lasts; it is renewed at a third of that */
 const WATCH_TTL_MS = 60_000
+/** rows a stopped instance left active, marked per sweep at most */
+const LOST_SWEEP_BATCH = 500
 
 export const voiceErrors = {
   notFound: () => new AppError(404, 'VOICE_SESSION_NOT_FOUND', 'Voice session not found'),
@@ -131,6 +135,35 @@ export function createVoiceService(deps: VoiceServiceDeps) {
   const tickMs = Math.max(5, Math.floor(Math.min(options.pingIntervalMs, options.idleTimeoutMs) / 4))
   let ticker: ReturnType<typeof setInterval> | undefined
   let lastRefresh = Date.now()
+  /**
+   * Rows an instance left `active` when it died (no ending was seen): once the session is live nowhere — its
+   * alive key gone or its holder's presence lapsed — the row says `failed`, end_reason `instance_lost`.
+   * Rows younger than one sweep period are left alone.
+   */
+  const lostSweepMs = options.lostSweepMs ?? 60_000
+  async function sweepLost(): Promise<number> {
+    const rows = await db
+      .select({ id: voiceSessions.id, tenantId: voiceSessions.tenantId })
+      .from(voiceSessions)
+      .where(and(eq(voiceSessions.status, 'active'), lt(voiceSessions.startedAt, new Date(Date.now() - lostSweepMs))))
+      .limit(LOST_SWEEP_BATCH)
+    const candidates = rows.filter((r) => !sessions.has(sessionKey(r.tenantId, r.id)))
+    const live = await slots.liveOf(candidates)
+    const lost = candidates.filter((_, i) => !live[i])
+    if (lost.length === 0) return 0
+    const marked = await db
+      .update(voiceSessions)
+      .set({ status: 'failed', endReason: 'instance_lost', endedAt: new Date() })
+      .where(and(eq(voiceSessions.status, 'active'), inArray(voiceSessions.id, lost.map((r) => r.id))))
+      .returning({ id: voiceSessions.id })
+    if (marked.length > 0) logger.warn({ sessions: marked.length }, 'voice sessions of a stopped instance marked failed (instance_lost)')
+    return marked.length
+  }
+  const sweeper = setInterval(() => {
+    if (!closing) void sweepLost().catch((err: unknown) => logger.warn({ err }, 'could not sweep lost voice sessions'))
+  }, lostSweepMs)
+  sweeper.unref()
+
   function startTicker(): void {
     ticker ??= setInterval(() => {
       const now = performance.now()
@@ -418,10 +451,12 @@ export function createVoiceService(deps: VoiceServiceDeps) {
     },
 
     activeCount: () => sessions.size,
+    sweepLost,
 
     /** shutdown: every session gets session_ending{reason:"shutdown"} and close 1001; resolves when stored */
     async shutdown(): Promise<void> {
       closing = true
+      clearInterval(sweeper)
       for (const s of [...sessions.values()]) s.end('shutdown')
       for (const key of [...bridges.keys()]) {
         const bridge = bridges.get(key)!

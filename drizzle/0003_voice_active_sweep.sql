@@ -1,0 +1,1 @@
+CREATE INDEX "voice_sessions_active_idx" ON "voice_sessions" USING btree ("started_at") WHERE "voice_sessions"."status" = 'active';
