@@ -1,8 +1,8 @@
 /**
  * This instance in the shared store: an id, and a key that exists while the process runs (refreshed every
- * second, gone five seconds after the last refresh). What an instance holds names it — a chat stream's claim
- * carries its holder's id — so another instance tells a crashed holder from a quiet one in seconds, instead
- * of waiting for the holder's claims to age out.
+ * second, gone five seconds after the last refresh). What an instance holds names it — a chat stream's claim,
+ * a voice session's alive key — so another instance tells a crashed holder from a quiet one in seconds, instead
+ * of waiting for the holder's own keys to age out.
  */
 import { newId } from '../lib/ids'
 import { keys } from './keys.ts'
@@ -13,16 +13,20 @@ const ALIVE_TTL_MS = 5_000
 
 export interface Presence {
   readonly id: string
-  /** whether the instance with that id is running (the in-process store knows only this one) */
-  isAlive(id: string): Promise<boolean>
+  /**
+   * Which of these instances are known to have stopped: their presence lapsed (the in-process store knows only
+   * this process, so any other id is a previous one). When the store cannot answer: none.
+   */
+  gone(ids: Iterable<string>): Promise<Set<string>>
   /** stops refreshing and removes the key: a clean stop is seen at once */
   close(): Promise<void>
 }
 
 export function createPresence(store: Store, logger?: StoreLogger): Presence {
   const id = newId('inst')
+  const others = (ids: Iterable<string>) => [...new Set(ids)].filter((other) => other !== id)
   if (store.kind === 'memory') {
-    return { id, isAlive: async (other) => other === id, close: async () => {} }
+    return { id, gone: async (ids) => new Set(others(ids)), close: async () => {} }
   }
   let closed = false
   let refreshing = false
@@ -39,7 +43,12 @@ export function createPresence(store: Store, logger?: StoreLogger): Presence {
   timer.unref()
   return {
     id,
-    isAlive: async (other) => other === id || (await store.exists(keys.instanceAlive(other))),
+    async gone(ids) {
+      const asked = others(ids)
+      if (asked.length === 0) return new Set()
+      const alive = await store.mGet(asked.map((other) => keys.instanceAlive(other))).catch(() => undefined)
+      return new Set(alive ? asked.filter((_, i) => alive[i] === null) : [])
+    },
     async close() {
       if (closed) return
       closed = true

@@ -114,7 +114,7 @@ export function createLiveSessions({ store, live, instance }: { store: Store; li
         const p = pending.get(a?.q)
         if (!p) return
         p.answers.push(a)
-        if (p.enough(a) || p.answers.length >= p.expected) settle(a.q, p.answers.length < p.expected && !p.enough(a))
+        if (p.enough(a) || p.answers.length >= p.expected) settle(a.q, false)
       }),
     ),
   ])
@@ -144,8 +144,6 @@ export function createLiveSessions({ store, live, instance }: { store: Store; li
   }
 
   return {
-    instance,
-
     async list(scope: SessionScope, page: { limit: number; cursor?: string }) {
       const after = page.cursor ? decodeCursor(page.cursor) : undefined
       const { answers, partial } = await ask({ t: 'list', tenant: scope.tenantId, kinds: [...scope.kinds] }, () => false)

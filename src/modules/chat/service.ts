@@ -85,7 +85,7 @@ export interface ChatServiceDeps {
   live: Pick<LiveConnections, 'register'>
   store: Store
   /** this instance, named in the claims it holds, so that a follower elsewhere can tell when it is gone */
-  presence?: Pick<Presence, 'id' | 'isAlive'>
+  presence?: Pick<Presence, 'id' | 'gone'>
   logger: ChatLogger
   metrics?: ChatMetrics
   /** `: ping` period while the stream is silent. @default 15000 */
@@ -295,12 +295,8 @@ export function createChatService(deps: ChatServiceDeps) {
       const [, until, inst] = m.split('|')
       return { m, expired: !(Number(until) > at), inst }
     })
-    const others = [...new Set(parsed.filter((p) => !p.expired && p.inst && p.inst !== presence?.id).map((p) => p.inst!))]
-    const gone = new Set<string>()
-    if (presence) {
-      const alive = await Promise.all(others.map((inst) => presence.isAlive(inst).catch(() => true)))
-      others.forEach((inst, i) => !alive[i] && gone.add(inst))
-    }
+    const holders = parsed.flatMap((p) => (!p.expired && p.inst ? [p.inst] : []))
+    const gone = presence ? await presence.gone(holders) : new Set<string>()
     return parsed.filter((p) => p.expired || (p.inst !== undefined && gone.has(p.inst))).map((p) => p.m)
   }
 
@@ -591,10 +587,10 @@ export function createChatService(deps: ChatServiceDeps) {
 
   // ---- following a stream held by another instance (or finished, from the store's log)
 
-  /** a live claim whose holder instance has stopped (crashed: its presence expired); when unsure, not gone */
+  /** a live claim whose holder instance has stopped (crashed: its presence lapsed) */
   async function holderGone(claim: Claim): Promise<boolean> {
     if (claim.state !== 'live' || !claim.inst || !presence) return false
-    return !(await presence.isAlive(claim.inst).catch(() => true))
+    return (await presence.gone([claim.inst])).has(claim.inst)
   }
 
   async function follow(tenantId: string, requestId: string, after: number, signal: AbortSignal): Promise<ReadableStream<string>> {

@@ -4,8 +4,8 @@
  * Each live session has an "alive" key its holder refreshes, naming the holder instance, and is a member of a
  * per-user and a per-tenant set. A session counts while its alive key exists and its holder runs (presence), so
  * the sessions of a crashed instance stop counting within seconds (and are pruned from the sets by the next
- * admission). Admission adds first and counts
- * afterwards: two sessions racing for the last slot may both be refused, never both admitted.
+ * admission). Admission adds first and counts afterwards: two sessions racing for the last slot may both be
+ * refused, never both admitted.
  */
 import { AppError } from '../../errors'
 import type { Presence, Store } from '../../store'
@@ -31,24 +31,24 @@ export function sessionLimitExceeded(scope: 'user' | 'tenant', limit: number) {
   return new AppError(429, 'QUOTA_EXCEEDED', `Too many concurrent voice sessions for this ${scope}`, { scope, limit }, { headers: { 'retry-after': '5' } })
 }
 
-export function createSessionSlots(store: Store, presence?: Pick<Presence, 'id' | 'isAlive'>) {
+export function createSessionSlots(store: Store, presence?: Pick<Presence, 'id' | 'gone'>) {
   /** the alive key's value: the holder instance (earlier versions wrote the owner's user id) */
   const holder = (slot: SessionSlot) => presence?.id ?? slot.userId
 
-  /** whether an alive key's value names a holder that still runs (when unsure: yes) */
-  async function holderRuns(value: string): Promise<boolean> {
-    if (!presence || !value.startsWith('inst_') || value === presence.id) return true
-    return presence.isAlive(value).catch(() => true)
+  /** for each session: its alive key exists and names no instance known to have stopped */
+  async function liveOf(sessions: ReadonlyArray<{ tenantId: string; id: string }>): Promise<boolean[]> {
+    if (sessions.length === 0) return []
+    const values = await store.mGet(sessions.map((s) => keys.voiceSessionAlive(s.tenantId, s.id)))
+    const holders = values.filter((v): v is string => v?.startsWith('inst_') === true)
+    const gone = presence && holders.length > 0 ? await presence.gone(holders) : new Set<string>()
+    return values.map((v) => v !== null && !gone.has(v))
   }
 
-  /** members of `set` whose alive key exists and whose holder runs; prunes the others */
+  /** members of `set` that are live; prunes the others */
   async function live(set: string, tenantId: string): Promise<number> {
     const members = await store.sMembers(set)
-    if (members.length === 0) return 0
-    const values = await store.mGet(members.map((id) => keys.voiceSessionAlive(tenantId, id)))
-    const holders = [...new Set(values.filter((v): v is string => v !== null))]
-    const running = new Map(await Promise.all(holders.map(async (h) => [h, await holderRuns(h)] as const)))
-    const dead = members.filter((_, i) => values[i] === null || !running.get(values[i]!))
+    const alive = await liveOf(members.map((id) => ({ tenantId, id })))
+    const dead = members.filter((_, i) => !alive[i])
     if (dead.length > 0) void store.sRem(set, dead).catch(() => {})
     return members.length - dead.length
   }
@@ -87,19 +87,10 @@ export function createSessionSlots(store: Store, presence?: Pick<Presence, 'id' 
     release,
 
     /** whether the session is live on some instance */
-    isLive: async (tenantId: string, sessionId: string) => {
-      const value = await store.get(keys.voiceSessionAlive(tenantId, sessionId))
-      return value !== null && (await holderRuns(value))
-    },
+    isLive: async (tenantId: string, sessionId: string) => (await liveOf([{ tenantId, id: sessionId }]))[0]!,
 
     /** the same for several sessions, in one read of their alive keys */
-    async liveOf(sessions: ReadonlyArray<{ tenantId: string; id: string }>): Promise<boolean[]> {
-      if (sessions.length === 0) return []
-      const values = await store.mGet(sessions.map((s) => keys.voiceSessionAlive(s.tenantId, s.id)))
-      const holders = [...new Set(values.filter((v): v is string => v !== null))]
-      const running = new Map(await Promise.all(holders.map(async (h) => [h, await holderRuns(h)] as const)))
-      return values.map((v) => v !== null && running.get(v) === true)
-    },
+    liveOf,
   }
 }
 

@@ -39,7 +39,7 @@ export interface VoiceServiceDeps {
   db: Database
   store: Store
   /** this instance, named in its sessions' alive keys */
-  presence?: Pick<Presence, 'id' | 'isAlive'>
+  presence?: Pick<Presence, 'id' | 'gone'>
   identity: IdentityCache
   live: LiveConnections
   conversations: ConversationService
@@ -141,7 +141,7 @@ export function createVoiceService(deps: VoiceServiceDeps) {
    * Rows younger than one sweep period are left alone.
    */
   const lostSweepMs = options.lostSweepMs ?? 60_000
-  async function sweepLost(): Promise<number> {
+  async function sweepLost(): Promise<void> {
     const rows = await db
       .select({ id: voiceSessions.id, tenantId: voiceSessions.tenantId })
       .from(voiceSessions)
@@ -150,14 +150,13 @@ export function createVoiceService(deps: VoiceServiceDeps) {
     const candidates = rows.filter((r) => !sessions.has(sessionKey(r.tenantId, r.id)))
     const live = await slots.liveOf(candidates)
     const lost = candidates.filter((_, i) => !live[i])
-    if (lost.length === 0) return 0
+    if (lost.length === 0) return
     const marked = await db
       .update(voiceSessions)
       .set({ status: 'failed', endReason: 'instance_lost', endedAt: new Date() })
       .where(and(eq(voiceSessions.status, 'active'), inArray(voiceSessions.id, lost.map((r) => r.id))))
       .returning({ id: voiceSessions.id })
     if (marked.length > 0) logger.warn({ sessions: marked.length }, 'voice sessions of a stopped instance marked failed (instance_lost)')
-    return marked.length
   }
   const sweeper = setInterval(() => {
     if (!closing) void sweepLost().catch((err: unknown) => logger.warn({ err }, 'could not sweep lost voice sessions'))
@@ -451,7 +450,6 @@ export function createVoiceService(deps: VoiceServiceDeps) {
     },
 
     activeCount: () => sessions.size,
-    sweepLost,
 
     /** shutdown: every session gets session_ending{reason:"shutdown"} and close 1001; resolves when stored */
     async shutdown(): Promise<void> {
