@@ -2,7 +2,8 @@
  * A holder that dies without an ending (SIGKILL): a client following its stream from another instance, and a
  * client resuming it there afterwards, learn that the stream was lost within seconds — from the dead
  * instance's presence — instead of waiting a minute for its claim to age out; its streams and voice sessions
- * stop counting against the user's quotas at once. Real processes, Postgres, Redis.
+ * stop counting against the user's quotas at once, and its questions get a failed answer. Real processes,
+ * Postgres, Redis.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdtempSync } from 'node:fs'
@@ -26,7 +27,7 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
 
   beforeAll(async () => {
     database = await createThrowawayDatabase()
-    b = await listeningGateway({ DATABASE_URL: database.url, REDIS_URL: redisUrl, CHAT_PING_INTERVAL_MS: '200', VOICE_LOST_SWEEP_S: '1' })
+    b = await listeningGateway({ DATABASE_URL: database.url, REDIS_URL: redisUrl, CHAT_PING_INTERVAL_MS: '200', VOICE_LOST_SWEEP_S: '1', CHAT_LOST_SWEEP_S: '1' })
     const port = await freePort()
     a = spawnGateway({
       cwd: mkdtempSync(join(tmpdir(), 'vh-crash-')),
@@ -60,10 +61,12 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
     const dropped = rid()
     const body = (id: string) => ({ message: 'long [[sim chunks=1000 delay_ms=20]]', request_id: id })
     const first = new SseReader(await fetch(`${a.baseUrl}/api/v2/chat/stream`, chatRequest(user, body(followed))))
+    const followedConversation = (await first.until('stream_start')).data!.conversation_id as string
     await first.until('generation_chunk')
     // the other stream's client leaves at once: A keeps it running (grace 60 s) and nobody follows it
     const ctrl = new AbortController()
     const other = new SseReader(await fetch(`${a.baseUrl}/api/v2/chat/stream`, chatRequest(user, body(dropped), ctrl.signal)))
+    const droppedConversation = (await other.until('stream_start')).data!.conversation_id as string
     await other.until('generation_chunk')
     // two more, so that the user holds all four streams the quota allows when A dies
     for (let i = 0; i < 2; i++) {
@@ -120,5 +123,21 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
     await eventually(async () => (await Promise.all(voiceOnA.map(status))).every((v) => v.status === 'failed' && v.end_reason === 'instance_lost'), 10_000)
     expect(await status(voice.init.session_id)).toMatchObject({ status: 'active' })
     voice.ws.close()
+
+    // B's chat sweep gives the dead holder's questions a failed answer: with the text the follower was sent, or
+    // empty where nobody followed (the dead holder never wrote its log)
+    const messagesOf = async (conversationId: string) =>
+      ((await (await fetch(`${b.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })).json()) as { items: Array<Record<string, unknown>> }).items
+    const followerText = seen.filter((e) => e.event === 'generation_chunk').map((e) => e.data!.content as string).join('')
+    await eventually(async () => (await messagesOf(followedConversation)).length === 2 && (await messagesOf(droppedConversation)).length === 2, 10_000)
+    const [question, lostAnswer] = await messagesOf(followedConversation)
+    expect(question).toMatchObject({ role: 'user', request_id: followed })
+    expect(lostAnswer).toMatchObject({ role: 'assistant', status: 'failed', request_id: followed })
+    expect(lostAnswer!.content as string).toStartWith(followerText)
+    expect(followerText.length).toBeGreaterThan(0)
+    expect((await messagesOf(droppedConversation)).map((m) => [m.role, m.status, m.content])).toEqual([
+      ['user', 'completed', body(dropped).message],
+      ['assistant', 'failed', ''],
+    ])
   }, 40_000)
 })

@@ -9,6 +9,7 @@ import { type AuthPlugin, QUOTA_DEFAULTS } from '../auth/plugin'
 import { createConversationService } from '../conversations/service'
 import { createMessageWriter } from '../conversations/writer'
 import { CancelBody, CancelResponse, ChatStreamBody, errors, RequestId } from './model'
+import { createLostAnswerSweeper } from './lost'
 import { type ChatService, createChatService } from './service'
 
 const tags = ['Chat']
@@ -94,6 +95,10 @@ export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 
     replayTtlMs: deps.config.chatReplayTtlMs,
     streamLimit: async (caller) => (await deps.identity.identity.tenant(caller.tenantId))?.quotas.concurrent_streams_per_user ?? QUOTA_DEFAULTS.concurrent_streams_per_user,
   })
-  deps.lifecycle.onShutdown((deadline) => chat.shutdown(deadline))
+  const lost = createLostAnswerSweeper({ db: deps.db, store: deps.store, presence: deps.presence, logger: deps.logger, metrics: deps.metrics, sweepMs: deps.config.chatLostSweepMs })
+  deps.lifecycle.onShutdown(async (deadline) => {
+    await lost.close()
+    await chat.shutdown(deadline)
+  })
   return chatRoutes({ auth, chat })
 }

@@ -109,7 +109,7 @@ export interface ChatStreamInput {
 }
 
 /** what the store holds for a claimed request id */
-interface Claim {
+export interface Claim {
   user: string
   hash: string
   state: 'live' | 'ended'
@@ -147,6 +147,16 @@ class Run extends EventFeed {
   }
 }
 
+/** a stored claim; undefined when absent or unreadable */
+export function parseClaim(raw: string | null): Claim | undefined {
+  if (!raw) return undefined
+  try {
+    return JSON.parse(raw) as Claim
+  } catch {
+    return undefined
+  }
+}
+
 /** the same request asked again: every field that shapes the answer */
 function bodyHash(body: ChatStreamBody): string {
   const canonical = JSON.stringify([body.message, body.conversation_id ?? null, body.stream_id ?? null, body.model, body.temperature, body.max_tokens])
@@ -159,7 +169,7 @@ function upstreamFailure(err: unknown): { code: string; error: string } | undefi
 }
 
 /** the chunk text of a generation_chunk line (`content`, or `delta`) */
-function chunkText(line: Record<string, unknown>): string {
+export function chunkText(line: Record<string, unknown>): string {
   const text = line.content ?? line.delta
   return typeof text === 'string' ? text : ''
 }
@@ -275,13 +285,7 @@ export function createChatService(deps: ChatServiceDeps) {
   }
 
   async function readClaim(tenantId: string, requestId: string): Promise<Claim | undefined> {
-    const raw = await store.get(keys.chatStream(tenantId, requestId))
-    if (!raw) return undefined
-    try {
-      return JSON.parse(raw) as Claim
-    } catch {
-      return undefined
-    }
+    return parseClaim(await store.get(keys.chatStream(tenantId, requestId)))
   }
 
   // ---- concurrent_streams_per_user, across instances: a set per user of `<request_id>|<expiry>|<holder>`

@@ -62,8 +62,8 @@ function storable(_key: string, value: unknown): unknown {
 /** JSON escapes of a NUL or a surrogate: only a batch holding one needs the (slower) replacer pass */
 const SUSPECT_ESCAPE = /\\u(?:0000|d[89a-f])/i
 
-function rowsJson(batch: Pending[]): string {
-  const rows = batch.map(row)
+/** JSON of rows for a statement's one parameter, with every string made storable */
+export function storableJson(rows: unknown): string {
   const text = JSON.stringify(rows)
   return SUSPECT_ESCAPE.test(text) ? JSON.stringify(rows, storable) : text
 }
@@ -117,7 +117,7 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
         const batch = queue.slice(0, MAX_BATCH)
         queue = queue.slice(batch.length)
         try {
-          const rows = await rawQuery<{ id: string }>(db, STATEMENT, [rowsJson(batch)], { prepare: true })
+          const rows = await rawQuery<{ id: string }>(db, STATEMENT, [storableJson(batch.map(row))], { prepare: true })
           const stored = new Set(rows.map((r) => r.id))
           for (const p of batch) stored.has(p.messageId) ? p.resolve() : p.reject(conversationErrors.notFound())
         } catch (err) {
