@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
 import { tenants } from '../../src/db/schema'
 import { createTestApp, type TestApp } from '../helpers/app'
-import { makeUser } from '../helpers/identity'
+import { makeTenant, makeUser } from '../helpers/identity'
 import { adminWorld, as, auditRows, collectPages } from './helpers'
 
 let gw: TestApp
@@ -59,6 +59,9 @@ describe('tenants CRUD (super_admin)', () => {
     ['a negative quota', { id: 'fine-id', name: 'x', quotas: { daily_tokens: -1 } }, 'quotas'],
     ['a fractional quota', { id: 'fine-id', name: 'x', quotas: { daily_tokens: 1.5 } }, 'quotas'],
     ['an unknown quota key', { id: 'fine-id', name: 'x', quotas: { request_per_minute: 5 } }, 'quotas'],
+    ['a quota as a numeric string', { id: 'fine-id', name: 'x', quotas: { requests_per_minute_per_user: '3' } }, 'quotas'],
+    ['a negative quota as a string', { id: 'fine-id', name: 'x', quotas: { daily_tokens: '-5' } }, 'quotas'],
+    ['a hexadecimal quota string', { id: 'fine-id', name: 'x', quotas: { daily_tokens: '0x10' } }, 'quotas'],
   ])('%s → 400 VALIDATION_FAILED naming the field', async (_name, body, field) => {
     const reply = await as(gw, world.root).post('/tenants', body)
     expect(reply.status).toBe(400)
@@ -70,6 +73,28 @@ describe('tenants CRUD (super_admin)', () => {
     const reply = await as(gw, world.root).patch(`/tenants/${world.tenantId}`, { quotas: { daily_tokens: 5, concurrent_streams: 2 } })
     expect(reply.status).toBe(400)
     expect(reply.body.details[0]).toMatchObject({ field: 'quotas', values: ['concurrent_streams'] })
+  })
+
+  test('a quota value that is not a number is refused on PATCH and the stored quotas stay', async () => {
+    const reply = await as(gw, world.root).patch(`/tenants/${world.tenantId}`, { quotas: { concurrent_streams_per_user: '2' } })
+    expect(reply.status).toBe(400)
+    expect(reply.body.details[0]).toMatchObject({ field: 'quotas', values: ['concurrent_streams_per_user'] })
+    const [row] = await gw.deps.db.db.select().from(tenants).where(eq(tenants.id, world.tenantId))
+    expect(row!.quotas).toEqual({ requests_per_minute_per_user: 0, requests_per_minute: 0 })
+  })
+
+  test('a stored quota the limiter cannot use falls back to the default instead of failing every request', async () => {
+    const id = await makeTenant(gw)
+    const user = await makeUser(gw, { tenantId: id })
+    // as rows written before quota values were checked
+    await gw.deps.db.db.update(tenants).set({ quotas: { requests_per_minute_per_user: '3', daily_tokens: 7 } as never }).where(eq(tenants.id, id))
+    await gw.deps.identity.bus.publish({ t: 'tenant', id })
+    const me = as(gw, user)
+    const statuses = await Promise.all(Array.from({ length: 5 }, () => me.get('/api/v2/auth/me').then((r) => r.status)))
+    expect(statuses).toEqual([200, 200, 200, 200, 200])
+    const view = await as(gw, world.root).get(`/tenants/${id}`)
+    expect(view.status).toBe(200)
+    expect(view.body.quotas).toEqual({ daily_tokens: 7 })
   })
 
   test('list pages by id: every tenant exactly once, in order', async () => {

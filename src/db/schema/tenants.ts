@@ -14,6 +14,24 @@ export interface TenantQuotas {
   daily_tokens?: number
 }
 
+export const QUOTA_MAX = 2_147_483_647
+
+/** whether a quota value is one the limiters accept: an integer in [0, QUOTA_MAX] */
+export function isQuotaValue(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= QUOTA_MAX
+}
+
+/**
+ * The quotas of a stored row with any value the limiters cannot use dropped (so it falls back to the
+ * default): rows written before values were checked held numeric strings, which failed every request.
+ */
+export function storedQuotas(raw: unknown): TenantQuotas {
+  if (!raw || typeof raw !== 'object') return {}
+  const entries = Object.entries(raw)
+  if (entries.every(([, v]) => isQuotaValue(v))) return raw as TenantQuotas
+  return Object.fromEntries(entries.filter(([, v]) => isQuotaValue(v))) as TenantQuotas
+}
+
 export interface TenantSettings {
   /** whether POST /auth/register may create users in this tenant */
   allow_signup?: boolean

@@ -1,5 +1,6 @@
 /** Wire contracts of /api/v2/admin (contract §7). Permission and role names are checked by the services. */
 import { t } from 'elysia'
+import { QUOTA_MAX } from '../../db/schema'
 import { ErrorResponse, Page } from '../../http/models'
 import { UserView as AuthUserView } from '../auth/model'
 
@@ -19,7 +20,7 @@ const listOf = <T extends ReturnType<typeof t.Object>>(item: T) => t.Object({ it
 
 // ---- tenants
 
-const QuotaValue = t.Integer({ minimum: 0, maximum: 2_147_483_647 })
+const QuotaValue = t.Integer({ minimum: 0, maximum: QUOTA_MAX })
 /** absent keys fall back to the gateway defaults, 0 means unlimited */
 export const Quotas = t.Object(
   {

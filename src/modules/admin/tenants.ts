@@ -5,7 +5,7 @@
  */
 import { and, asc, eq, gt, type SQL } from 'drizzle-orm'
 import { type Database, pgErrorCode } from '../../db'
-import { type Tenant, type TenantQuotas, tenants } from '../../db/schema'
+import { isQuotaValue, storedQuotas, type Tenant, type TenantQuotas, tenants } from '../../db/schema'
 import { AppError } from '../../errors'
 import type { InvalidationBus } from '../auth/invalidation'
 import { type Actor, type Audited, adminErrors, type PageRequest, pageOf } from './actor'
@@ -15,7 +15,7 @@ export function tenantView(row: Tenant) {
     id: row.id,
     name: row.name,
     status: row.status,
-    quotas: row.quotas,
+    quotas: storedQuotas(row.quotas),
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
   }
@@ -40,6 +40,9 @@ export const QUOTA_KEYS: ReadonlySet<string> = new Set<keyof TenantQuotas>([
 function validQuotas(quotas: Record<string, number>): TenantQuotas {
   const unknown = Object.keys(quotas).filter((k) => !QUOTA_KEYS.has(k))
   if (unknown.length) throw adminErrors.validation('quotas', 'Unknown quota keys', unknown)
+  // Elysia checks a record's numeric values as numeric strings without converting them ("3", "-5", "0x10")
+  const invalid = Object.keys(quotas).filter((k) => !isQuotaValue(quotas[k]))
+  if (invalid.length) throw adminErrors.validation('quotas', 'Quota values must be integers from 0 to 2147483647', invalid)
   return quotas as TenantQuotas
 }
 

@@ -4,7 +4,7 @@
  */
 import { eq } from 'drizzle-orm'
 import type { Database } from '../../db'
-import { roles, type TenantQuotas, tenantPermissions, tenants, users } from '../../db/schema'
+import { roles, storedQuotas, type TenantQuotas, tenantPermissions, tenants, users } from '../../db/schema'
 import type { InvalidationBus } from './invalidation'
 
 export interface IdentityUser {
@@ -124,7 +124,7 @@ export function createIdentityCache({
           id: row.id,
           name: row.name,
           status: row.status,
-          quotas: row.quotas,
+          quotas: storedQuotas(row.quotas),
           grants: grants[0]?.permissions ?? [],
           customRoles: new Map(custom.map((r) => [r.name, r.permissions])),
         }
