@@ -15,7 +15,21 @@ function part(value: string | number): string {
   const s = String(value)
   if (s.length === 0) throw new RangeError('empty store key part')
   // keys are built on every authenticated request; most parts (ids, uuids) need no encoding
-  return UNRESERVED.test(s) ? s : encodeURIComponent(s)
+  if (UNRESERVED.test(s)) return s
+  return s.isWellFormed() ? encodeURIComponent(s) : encodeLoneSurrogates(s)
+}
+
+const LONE_SURROGATE = /([\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF])/
+
+/**
+ * encodeURIComponent throws on a lone surrogate (a client can send one as `\ud800` in JSON); such a unit
+ * becomes `%u` and its four hex digits, which encodeURIComponent never produces, so keys stay distinct.
+ */
+function encodeLoneSurrogates(s: string): string {
+  return s
+    .split(LONE_SURROGATE)
+    .map((piece, i) => (i % 2 === 1 ? `%u${piece.charCodeAt(0).toString(16).padStart(4, '0')}` : encodeURIComponent(piece)))
+    .join('')
 }
 
 function key(...parts: Array<string | number>): string {

@@ -55,6 +55,13 @@ describe('login', () => {
     expect(await auditActions(user.id)).toContain('auth.login:failure')
   })
 
+  test('an email with a lone surrogate is an ordinary 401, not a 500', async () => {
+    // JSON.stringify writes the lone surrogate as the escape `\ud800`, which the gateway parses back
+    const res = await login('\ud800@example.com', 'not-the-password')
+    expect(res.status).toBe(401)
+    expect(((await res.json()) as { code: string }).code).toBe('INVALID_CREDENTIALS')
+  })
+
   test('repeated failures for one account are throttled with 429 and Retry-After; others are unaffected', async () => {
     await awayFromWindowEdge(LOGIN_WINDOW_MS, 10_000)
     const user = await makeUser(gw, { tenantId })

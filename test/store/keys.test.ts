@@ -32,6 +32,16 @@ describe('store keys', () => {
     expect(keys.chatEvents('a', 'x:events')).toBe('vh:t:a:chat:x%3Aevents:events')
   })
 
+  test('a part with a lone surrogate gets a key of its own instead of an error', () => {
+    const lone = keys.chatEvents('a', '\ud800@x.com')
+    expect(lone).toBe('vh:t:a:chat:%ud800%40x.com:events')
+    // not the same key as the replacement character or as the other half of a pair
+    expect(lone).not.toBe(keys.chatEvents('a', '\ufffd@x.com'))
+    expect(keys.chatEvents('a', 'x\udc00')).not.toBe(lone)
+    // a well-formed pair is encoded as UTF-8 as before
+    expect(keys.chatEvents('a', '\ud83d\ude00')).toBe('vh:t:a:chat:%F0%9F%98%80:events')
+  })
+
   test('an empty part is refused rather than silently sharing a key', () => {
     expect(() => keys.chatEvents('', 'r')).toThrow(RangeError)
     expect(() => keys.revokedJti('')).toThrow(RangeError)
