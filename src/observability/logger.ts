@@ -34,9 +34,40 @@ const baseOptions = (level: string): pino.LoggerOptions => ({
   formatters: { level: (label) => ({ level: label }) },
 })
 
+/**
+ * A failed query's parameters are row values (password and key hashes, message text): drizzle puts them in
+ * the error's message and `params`, and Postgres may quote one in its reason. The logged error keeps the
+ * statement and the reason with every such value replaced.
+ */
+function withoutQueryParams(serialized: Record<string, unknown>, err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error) || !('query' in err) || !('params' in err)) return serialized
+  const params = (err as { params: unknown }).params
+  const values = (Array.isArray(params) ? params : [])
+    .map((p) => (typeof p === 'string' ? p : p instanceof Date ? null : p != null && typeof p === 'object' ? JSON.stringify(p) : null))
+    .filter((p): p is string => p !== null && p.length >= 3)
+    .sort((a, b) => b.length - a.length)
+  const withheld = `params: [${Array.isArray(params) ? params.length : 0} withheld]`
+  const scrub = (value: unknown): unknown => {
+    if (typeof value === 'string') {
+      let out = value.replace(/\nparams: .*/, `\n${withheld}`)
+      for (const v of values) out = out.replaceAll(v, '[param]')
+      return out
+    }
+    if (Array.isArray(value)) return value.map(scrub)
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrub(v)]))
+    return value
+  }
+  const { params: _params, ...rest } = serialized
+  return scrub(rest) as Record<string, unknown>
+}
+
+const serializers = {
+  err: (err: unknown) => withoutQueryParams(pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>, err),
+}
+
 export function createLogger(opts: { level: string; destination?: pino.DestinationStream }): Logger {
   return pino(
-    { ...baseOptions(opts.level), redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },
+    { ...baseOptions(opts.level), serializers, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },
     opts.destination ?? pino.destination({ dest: 1, sync: true }),
   )
 }

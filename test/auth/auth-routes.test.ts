@@ -250,6 +250,28 @@ describe('API keys', () => {
     const past = await post('/api/v2/api-keys', { name: 'past', permissions: [], expires_at: new Date(Date.now() - 1000).toISOString() }, user.auth)
     expect(past.status).toBe(400)
   })
+
+  test.each([
+    ['a date without a time', '2030-01-01'],
+    ['a day the month does not have', '2030-02-30T00:00:00Z'],
+    ['a six-digit year', '+010000-01-01T00:00:00Z'],
+    ['an hour of 24', '2030-01-01T24:00:00Z'],
+    ['no offset', '2030-01-01T00:00:00'],
+  ])('an API key expiry with %s → 400 VALIDATION_FAILED naming expires_at', async (_name, expires_at) => {
+    const user = await makeUser(gw, { tenantId })
+    const res = await post('/api/v2/api-keys', { name: 'k', permissions: [], expires_at }, user.auth)
+    expect(res.status).toBe(400)
+    const body = (await res.json()) as { code: string; details: unknown }
+    expect(body.code).toBe('VALIDATION_FAILED')
+    expect(JSON.stringify(body.details)).toContain('expires_at')
+  })
+
+  test('an API key expiry with an offset is kept as that instant', async () => {
+    const user = await makeUser(gw, { tenantId })
+    const res = await post('/api/v2/api-keys', { name: 'k', permissions: [], expires_at: '2030-06-01T12:00:00.5+02:00' }, user.auth)
+    expect(res.status).toBe(201)
+    expect(((await res.json()) as { expires_at: string }).expires_at).toBe('2030-06-01T10:00:00.500Z')
+  })
 })
 
 describe('/auth/me over time', () => {

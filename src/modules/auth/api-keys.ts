@@ -49,6 +49,24 @@ function view(row: typeof apiKeys.$inferSelect): ApiKeyView {
   }
 }
 
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](\d{2}):(\d{2}))$/
+
+/**
+ * An RFC 3339 date-time, or null. `new Date()` alone accepts a bare date, rolls 2030-02-30 over into March
+ * and takes six-digit years that Postgres refuses.
+ */
+export function rfc3339(text: string): Date | null {
+  const m = RFC3339.exec(text)
+  if (!m) return null
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number]
+  const calendar = new Date(Date.UTC(year, month - 1, day))
+  if (calendar.getUTCMonth() !== month - 1 || calendar.getUTCDate() !== day) return null
+  if (hour > 23 || minute > 59 || second > 59) return null
+  if (m[9] !== undefined && (Number(m[9]) > 23 || Number(m[10]) > 59)) return null
+  const at = new Date(text)
+  return Number.isNaN(at.getTime()) ? null : at
+}
 export function createApiKeys({ db, bus, cacheTtlMs = 30_000 }: { db: Database; bus: InvalidationBus; cacheTtlMs?: number }) {
   const byHash = new Map<string, { record: ApiKeyRecord | null; at: number }>()
   const lastTouched = new Map<string, number>()
@@ -68,8 +86,8 @@ export function createApiKeys({ db, bus, cacheTtlMs = 30_000 }: { db: Database; 
       if (wider.length) {
         throw new AppError(403, 'PERMISSION_DENIED', 'An API key cannot hold permissions its creator lacks', { permissions: wider })
       }
-      const expiresAt = input.expires_at ? new Date(input.expires_at) : null
-      if (expiresAt && (Number.isNaN(expiresAt.getTime()) || expiresAt.getTime() <= Date.now())) {
+      const expiresAt = input.expires_at ? rfc3339(input.expires_at) : null
+      if (input.expires_at && (!expiresAt || expiresAt.getTime() <= Date.now())) {
         throw new AppError(400, 'VALIDATION_FAILED', 'expires_at must be a future RFC 3339 time', [{ field: 'expires_at' }])
       }
       const secret = API_KEY_PREFIX + Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url')
