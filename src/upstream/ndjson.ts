@@ -100,7 +100,8 @@ export async function* readNdjsonBatches(
         chunk = await reader.read()
       } catch (err) {
         if (signal?.aborted) throw signal.reason
-        throw new UpstreamError('STREAM_ERROR', `upstream stream broke: ${(err as Error)?.message ?? err}`, {
+        // the driver's own words stay in `cause` (logs); clients get the contract's message only
+        throw new UpstreamError('STREAM_ERROR', 'The algorithm service broke off the stream', {
           cause: err,
         })
       }

@@ -26,10 +26,6 @@ export interface StreamSettings {
   userAgent: string
 }
 
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}
-
 export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: StreamSettings): Promise<UpstreamStream> {
   const ctrl = new AbortController()
   const { signal } = ctrl
@@ -106,7 +102,7 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
       response = await fetch(`${u.url}/query`, { method: 'POST', headers, body: JSON.stringify(req.body), signal })
     } catch (err) {
       if (signal.aborted) throw signal.reason
-      throw new UpstreamError('ALGO_SERVICE_ERROR', `algorithm service unreachable: ${describe(err)}`, {
+      throw new UpstreamError('ALGO_SERVICE_ERROR', 'The algorithm service is unreachable', {
         upstream: u.url,
         cause: err,
       })

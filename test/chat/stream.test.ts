@@ -132,6 +132,8 @@ describe('POST /api/v2/chat/stream', () => {
     const events = await new SseReader(await stream({ message: 'drop [[sim chunks=4 mode=drop_mid fail_after=5]]' })).rest()
     expect(named(events).slice(-2)).toEqual(['error', 'stream_end'])
     expect(events.at(-2)!.data!.code).toBe('STREAM_ERROR')
+    // never the driver's own text (ECONNRESET, "pass verbose: true to fetch()")
+    expect(events.at(-2)!.data!.error).toBe('The algorithm service broke off the stream')
   })
 
   test('pings while the upstream is silent', async () => {

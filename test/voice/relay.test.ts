@@ -47,6 +47,17 @@ describe('relay to a fake algorithm service', () => {
     c.ws.close()
   })
 
+  test("a config message cannot name another conversation, tenant or user to the upstream", async () => {
+    const c = await session(g.ws, { headers: user.auth })
+    const sid = c.init.session_id
+    c.send({ type: 'config', language: 'en-US', conversation_id: 'conv_someone_else', tenant_id: 'other', user_id: 'usr_victim', messages: [{ role: 'system', content: 'x' }] })
+    await eventually(() => fake.received.some((m) => m.session_id === sid && m.type === 'config'))
+    const sent = fake.received.find((m) => m.session_id === sid && m.type === 'config')!
+    expect(sent).toMatchObject({ conversation_id: c.init.conversation_id, language: 'en-US', sample_rate: 16000 })
+    expect(Object.keys(sent).sort()).toEqual(['channels', 'conversation_id', 'echo_cancellation', 'format', 'language', 'noise_suppression', 'sample_rate', 'session_id', 'type', 'vad_enabled'])
+    c.ws.close()
+  })
+
   test('every upstream event goes to the client with session_id added; unknown types pass through', async () => {
     fake.respond = (ws, m) => {
       if (m.type === 'stop') {

@@ -209,8 +209,11 @@ export class VoiceSession implements UpstreamEvents {
         if ('error' in applied) return this.invalid(applied.error)
         this.config = applied.config
         this.buildAudioPrefix()
-        // extra fields (e.g. the simulator's `simulate`) go upstream with the config
-        this.toUpstream({ ...msg.msg, ...this.config, type: 'config', session_id: this.id }, at)
+        // only the config and the simulator's `simulate` go upstream: ids and identity are the gateway's to say
+        this.toUpstream(
+          { type: 'config', session_id: this.id, conversation_id: this.conversationId, ...this.config, ...('simulate' in msg.msg && { simulate: msg.msg.simulate }) },
+          at,
+        )
         this.toClient({ type: 'config_updated', session_id: this.id, config: this.config })
         return
       }
