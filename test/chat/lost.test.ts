@@ -189,13 +189,17 @@ describe.skipIf(!hasPostgres || !hasRedis)('Postgres + Redis', () => {
         return q
       }),
     )
-    const sweepMs = 200
-    const s = createLostAnswerSweeper({ db: gw.deps.db, store: gw.deps.store, presence: gw.deps.presence, logger: gw.deps.logger, minAgeMs: 0, sweepMs: 3_600_000 })
-    const timed = createLostAnswerSweeper({ db: gw.deps.db, store: gw.deps.store, presence: gw.deps.presence, logger: gw.deps.logger, minAgeMs: 0, sweepMs })
+    // an hour between sweeps, so that no timer sweep races the explicit ones; the clock is moved instead
+    const sweepMs = 3_600_000
+    let clock = Date.now() + 2
+    const s = createLostAnswerSweeper({ db: gw.deps.db, store: gw.deps.store, presence: gw.deps.presence, logger: gw.deps.logger, minAgeMs: 0, sweepMs })
+    const timed = createLostAnswerSweeper({ db: gw.deps.db, store: gw.deps.store, presence: gw.deps.presence, logger: gw.deps.logger, minAgeMs: 0, sweepMs, now: () => clock })
     await Bun.sleep(2)
     expect(await timed.sweep()).toBe(0)
     expect((await messagesOf(gw, w.user, lost.conversationId)).map((m) => m.role)).toEqual(['user'])
-    await Bun.sleep(sweepMs + 20)
+    clock += sweepMs - 1
+    expect(await timed.sweep()).toBe(0) // not yet one sweep apart
+    clock += 1
     expect(await timed.sweep()).toBe(1)
     // a second instance's first look finds it answered
     expect(await s.sweep()).toBe(0)
