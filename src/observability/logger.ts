@@ -42,11 +42,13 @@ const baseOptions = (level: string): pino.LoggerOptions => ({
 function withoutQueryParams(serialized: Record<string, unknown>, err: unknown): Record<string, unknown> {
   if (!(err instanceof Error) || !('query' in err) || !('params' in err)) return serialized
   const params = (err as { params: unknown }).params
-  const values = (Array.isArray(params) ? params : [])
-    .map((p) => (typeof p === 'string' ? p : p instanceof Date ? null : p != null && typeof p === 'object' ? JSON.stringify(p) : null))
-    .filter((p): p is string => p !== null && p.length >= 3)
+  const list: unknown[] = Array.isArray(params) ? params : []
+  // strings and JSON parameters (the writer's batch); longest first, so no shorter value splits a longer one
+  const values = list
+    .map((p) => (typeof p === 'string' ? p : p && typeof p === 'object' && !(p instanceof Date) ? JSON.stringify(p) : ''))
+    .filter((p) => p.length >= 3)
     .sort((a, b) => b.length - a.length)
-  const withheld = `params: [${Array.isArray(params) ? params.length : 0} withheld]`
+  const withheld = `params: [${list.length} withheld]`
   const scrub = (value: unknown): unknown => {
     if (typeof value === 'string') {
       let out = value.replace(/\nparams: .*/, `\n${withheld}`)

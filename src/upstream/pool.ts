@@ -133,7 +133,7 @@ export function createUpstreamPool(opts: UpstreamPoolOptions): UpstreamPool {
       } catch (err) {
         if (req.signal.aborted || !retryable(err)) throw err
         lastError = err
-        opts.logger?.warn({ upstream: u.url, request_id: req.requestId, err: String(err) }, 'upstream failed before the first line')
+        opts.logger?.warn({ upstream: u.url, request_id: req.requestId, err }, 'upstream failed before the first line')
       }
     }
   }

@@ -134,6 +134,9 @@ describe('POST /api/v2/chat/stream', () => {
     expect(events.at(-2)!.data!.code).toBe('STREAM_ERROR')
     // never the driver's own text (ECONNRESET, "pass verbose: true to fetch()")
     expect(events.at(-2)!.data!.error).toBe('The algorithm service broke off the stream')
+    // operators still see why
+    const logged = gw.logs.find((l) => l.msg === 'chat stream failed upstream' && l.request_id === events.at(-2)!.data!.request_id)
+    expect(JSON.stringify(logged?.err)).toMatch(/ECONNRESET|socket connection was closed/i)
   })
 
   test('pings while the upstream is silent', async () => {

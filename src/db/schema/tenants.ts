@@ -27,9 +27,7 @@ export function isQuotaValue(value: unknown): value is number {
  */
 export function storedQuotas(raw: unknown): TenantQuotas {
   if (!raw || typeof raw !== 'object') return {}
-  const entries = Object.entries(raw)
-  if (entries.every(([, v]) => isQuotaValue(v))) return raw as TenantQuotas
-  return Object.fromEntries(entries.filter(([, v]) => isQuotaValue(v))) as TenantQuotas
+  return Object.fromEntries(Object.entries(raw).filter(([, v]) => isQuotaValue(v))) as TenantQuotas
 }
 
 export interface TenantSettings {

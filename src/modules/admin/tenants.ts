@@ -5,7 +5,7 @@
  */
 import { and, asc, eq, gt, type SQL } from 'drizzle-orm'
 import { type Database, pgErrorCode } from '../../db'
-import { isQuotaValue, storedQuotas, type Tenant, type TenantQuotas, tenants } from '../../db/schema'
+import { isQuotaValue, QUOTA_MAX, storedQuotas, type Tenant, type TenantQuotas, tenants } from '../../db/schema'
 import { AppError } from '../../errors'
 import type { InvalidationBus } from '../auth/invalidation'
 import { type Actor, type Audited, adminErrors, type PageRequest, pageOf } from './actor'
@@ -42,7 +42,7 @@ function validQuotas(quotas: Record<string, number>): TenantQuotas {
   if (unknown.length) throw adminErrors.validation('quotas', 'Unknown quota keys', unknown)
   // Elysia checks a record's numeric values as numeric strings without converting them ("3", "-5", "0x10")
   const invalid = Object.keys(quotas).filter((k) => !isQuotaValue(quotas[k]))
-  if (invalid.length) throw adminErrors.validation('quotas', 'Quota values must be integers from 0 to 2147483647', invalid)
+  if (invalid.length) throw adminErrors.validation('quotas', `Quota values must be integers from 0 to ${QUOTA_MAX}`, invalid)
   return quotas as TenantQuotas
 }
 

@@ -49,7 +49,6 @@ function view(row: typeof apiKeys.$inferSelect): ApiKeyView {
   }
 }
 
-
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](\d{2}):(\d{2}))$/
 
 /**
@@ -67,6 +66,7 @@ export function rfc3339(text: string): Date | null {
   const at = new Date(text)
   return Number.isNaN(at.getTime()) ? null : at
 }
+
 export function createApiKeys({ db, bus, cacheTtlMs = 30_000 }: { db: Database; bus: InvalidationBus; cacheTtlMs?: number }) {
   const byHash = new Map<string, { record: ApiKeyRecord | null; at: number }>()
   const lastTouched = new Map<string, number>()

@@ -530,7 +530,9 @@ export function createChatService(deps: ChatServiceDeps) {
       } else {
         const failure = upstreamFailure(err)
         if (err instanceof UpstreamError) upstreamUrl ??= err.upstream
+        // the client reads the contract's message; the driver's reason (the error's cause) is logged here
         if (!failure) logger.error({ err, request_id: run.requestId }, 'chat stream failed')
+        else if (err instanceof UpstreamError) logger.warn({ err, request_id: run.requestId, upstream: upstreamUrl }, 'chat stream failed upstream')
         upstreamOutcome = failure?.code === 'ALGO_TIMEOUT' ? 'timeout' : failure?.code === 'ALGO_SERVICE_ERROR' ? 'unavailable' : 'failed'
         ending = failure?.code ?? 'STREAM_ERROR'
         await persist('failed')
