@@ -46,6 +46,7 @@ const EnvSchema = T.Object({
   CHAT_PING_INTERVAL_MS: T.Integer({ default: 15_000, minimum: 10, maximum: 120_000, description: 'SSE `: ping` period while the upstream is silent' }),
   CHAT_DISCONNECT_GRACE_S: T.Number({ default: 15, minimum: 0, maximum: 600, description: 'how long a stream nobody watches keeps running, waiting for a resume' }),
   CHAT_REPLAY_TTL_S: T.Integer({ default: 300, minimum: 1, maximum: 86_400, description: 'how long a finished stream can be replayed' }),
+  CHAT_MAX_STREAM_BYTES: T.Integer({ default: 16 * 1024 * 1024, minimum: 64 * 1024, maximum: 256 * 1024 * 1024, description: 'an answer whose events pass this size is cut: upstream cancelled, error STREAM_ERROR, the text so far stored' }),
   CHAT_LOST_SWEEP_S: T.Integer({ default: 10, minimum: 1, maximum: 3600, description: 'how often questions whose stream a stopped instance lost get a failed answer' }),
   VOICE_ALLOWED_ORIGINS: T.Optional(T.String({ description: 'comma-separated Origin allowlist for voice WebSockets (default: CORS_ORIGINS)' })),
   VOICE_MAX_SESSIONS_PER_USER: T.Integer({ default: 2, minimum: 0, maximum: 100_000, description: 'concurrent voice sessions per user unless the tenant quota says otherwise (0 = unlimited)' }),
@@ -90,6 +91,7 @@ export interface Config {
   readonly chatDisconnectGraceMs: number
   readonly chatReplayTtlMs: number
   readonly chatLostSweepMs: number
+  readonly chatMaxStreamBytes: number
   readonly voice: VoiceConfig
 }
 
@@ -196,6 +198,7 @@ export function loadConfig(raw: RawEnv = process.env): Config {
     chatDisconnectGraceMs: Math.round(env.CHAT_DISCONNECT_GRACE_S * 1000),
     chatReplayTtlMs: env.CHAT_REPLAY_TTL_S * 1000,
     chatLostSweepMs: env.CHAT_LOST_SWEEP_S * 1000,
+    chatMaxStreamBytes: env.CHAT_MAX_STREAM_BYTES,
     voice: {
       allowedOrigins:
         env.VOICE_ALLOWED_ORIGINS !== undefined ? splitList(env.VOICE_ALLOWED_ORIGINS) : env.CORS_ORIGINS !== undefined ? splitList(env.CORS_ORIGINS) : production ? [] : ['*'],

@@ -94,6 +94,8 @@ export interface ChatServiceDeps {
   graceMs?: number
   /** how long a finished stream can be replayed. @default 300000 */
   replayTtlMs?: number
+  /** the upstream events of one stream, in bytes, past which the answer is cut. @default 16 MiB */
+  maxStreamBytes?: number
   /** the caller's concurrent_streams_per_user quota (0 = unlimited). @default 4 */
   streamLimit?: (caller: Principal) => Promise<number>
   /** @default Date.now */
@@ -163,8 +165,17 @@ function bodyHash(body: ChatStreamBody): string {
   return Bun.hash(canonical).toString(36)
 }
 
+/** the answer outgrew maxStreamBytes: the events that fit were sent, the rest is not read */
+class AnswerTooLarge extends Error {
+  constructor(readonly limit: number) {
+    super(`the answer passed ${limit} bytes`)
+    this.name = 'AnswerTooLarge'
+  }
+}
+
 function upstreamFailure(err: unknown): { code: string; error: string } | undefined {
   if (err instanceof UpstreamError) return { code: err.code, error: err.message }
+  if (err instanceof AnswerTooLarge) return { code: 'STREAM_ERROR', error: `The answer is larger than the gateway relays (${err.limit} bytes)` }
   return undefined
 }
 
@@ -182,6 +193,7 @@ export function createChatService(deps: ChatServiceDeps) {
   const tickMs = Math.max(5, Math.floor(pingIntervalMs / 4))
   const graceMs = deps.graceMs ?? 15_000
   const replayTtlMs = deps.replayTtlMs ?? 300_000
+  const maxStreamBytes = deps.maxStreamBytes ?? 16 * 1024 * 1024
   const now = deps.now ?? Date.now
   const streamLimit = deps.streamLimit ?? (async () => 4)
   /** other instances exist only behind a shared store */
@@ -487,9 +499,11 @@ export function createChatService(deps: ChatServiceDeps) {
       upstreamStream = await query
       upstreamUrl = upstreamStream.upstream
       let failed = false
+      let streamBytes = 0
       // the lines of one upstream read are handled in one turn (a cancel can only land between reads)
       for await (const batch of upstreamStream.batches) {
         const texts: string[] = []
+        let tooLarge = false
         for (const item of batch) {
           if (item.kind === 'invalid') {
             invalidLines++
@@ -497,6 +511,17 @@ export function createChatService(deps: ChatServiceDeps) {
           }
           const line = item.value
           const name = eventName(line)
+          // the parsed line is ours: enrich it in place
+          line.request_id = run.requestId
+          line.line_number = item.lineNumber
+          line.timestamp = unixSeconds()
+          const event = formatEvent(run.events.length + texts.length, name, line)
+          streamBytes += Buffer.byteLength(event)
+          if (streamBytes > maxStreamBytes) {
+            tooLarge = true
+            break
+          }
+          // what is stored is what was sent: only lines that fit count
           if (linesProcessed++ === 0) metrics?.chatFirstEvent.observe((now() - started) / 1000)
           if (name === 'generation_chunk') {
             ttftMs ??= now() - started
@@ -508,13 +533,10 @@ export function createChatService(deps: ChatServiceDeps) {
             failed = true
           }
           if (line.usage && typeof line.usage === 'object') usage = line.usage as Record<string, unknown>
-          // the parsed line is ours: enrich it in place
-          line.request_id = run.requestId
-          line.line_number = item.lineNumber
-          line.timestamp = unixSeconds()
-          texts.push(formatEvent(run.events.length + texts.length, name, line))
+          texts.push(event)
         }
         if (texts.length > 0) relay(texts)
+        if (tooLarge) throw new AnswerTooLarge(maxStreamBytes)
       }
       upstreamFinished = true
       upstreamOutcome = failed ? 'failed' : 'completed'
@@ -533,7 +555,9 @@ export function createChatService(deps: ChatServiceDeps) {
         // the client reads the contract's message; the driver's reason (the error's cause) is logged here
         if (!failure) logger.error({ err, request_id: run.requestId }, 'chat stream failed')
         else if (err instanceof UpstreamError) logger.warn({ err, request_id: run.requestId, upstream: upstreamUrl }, 'chat stream failed upstream')
-        upstreamOutcome = failure?.code === 'ALGO_TIMEOUT' ? 'timeout' : failure?.code === 'ALGO_SERVICE_ERROR' ? 'unavailable' : 'failed'
+        else logger.warn({ request_id: run.requestId, upstream: upstreamUrl, limit: maxStreamBytes }, 'chat answer cut: too large')
+        upstreamOutcome =
+          err instanceof AnswerTooLarge ? 'cancelled' : failure?.code === 'ALGO_TIMEOUT' ? 'timeout' : failure?.code === 'ALGO_SERVICE_ERROR' ? 'unavailable' : 'failed'
         ending = failure?.code ?? 'STREAM_ERROR'
         await persist('failed')
         emit('error', { ...(failure ?? { code: 'STREAM_ERROR', error: 'The stream failed' }), request_id: run.requestId })
