@@ -124,6 +124,8 @@ export interface FakeUpstream {
   upgrades: Request[]
   sockets: Set<ServerWebSocket<unknown>>
   respond: (ws: ServerWebSocket<unknown>, m: Msg) => void
+  /** how long the upgrade answer waits (a slow algorithm service) */
+  upgradeDelayMs: number
   stop(): Promise<void>
 }
 
@@ -134,6 +136,7 @@ export function fakeUpstream(): FakeUpstream {
     upgrades: [],
     sockets: new Set(),
     respond: () => {},
+    upgradeDelayMs: 0,
     stop: async () => {
       await server.stop(true)
     },
@@ -141,9 +144,10 @@ export function fakeUpstream(): FakeUpstream {
   const server: Server<unknown> = Bun.serve({
     port: 0,
     hostname: '127.0.0.1',
-    fetch(req, srv) {
+    async fetch(req, srv) {
       fake.upgrades.push(req)
-      if (srv.upgrade(req, { data: {} })) return undefined
+      if (fake.upgradeDelayMs > 0) await Bun.sleep(fake.upgradeDelayMs)
+      if (srv.upgrade(req, { data: { url: req.url } })) return undefined
       return new Response('no', { status: 400 })
     },
     websocket: {

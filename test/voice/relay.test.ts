@@ -38,7 +38,7 @@ describe('relay to a fake algorithm service', () => {
     c.send({ type: 'cancel' })
     await eventually(() => fake.received.filter((m) => m.session_id === sid && m.type === 'cancel').length === 1)
     const mine = fake.received.filter((m) => m.session_id === sid)
-    expect(mine.map((m) => m.type)).toEqual(['start', 'audio_chunk', 'audio_chunk', 'audio_chunk', 'audio_chunk', 'audio_chunk', 'stop', 'cancel'])
+    expect(mine.map((m) => m.type)).toEqual(['config', 'start', 'audio_chunk', 'audio_chunk', 'audio_chunk', 'audio_chunk', 'audio_chunk', 'stop', 'cancel'])
     const chunks = mine.filter((m) => m.type === 'audio_chunk')
     expect(chunks.map((m) => m.sequence)).toEqual([1, 2, 3, 4, 5])
     chunks.forEach((m, i) => expect(Buffer.from(m.audio_chunk, 'base64').equals(frames[i]!)).toBe(true))
@@ -51,8 +51,8 @@ describe('relay to a fake algorithm service', () => {
     const c = await session(g.ws, { headers: user.auth })
     const sid = c.init.session_id
     c.send({ type: 'config', language: 'en-US', conversation_id: 'conv_someone_else', tenant_id: 'other', user_id: 'usr_victim', messages: [{ role: 'system', content: 'x' }] })
-    await eventually(() => fake.received.some((m) => m.session_id === sid && m.type === 'config'))
-    const sent = fake.received.find((m) => m.session_id === sid && m.type === 'config')!
+    await eventually(() => fake.received.some((m) => m.session_id === sid && m.type === 'config' && m.language === 'en-US'))
+    const sent = fake.received.findLast((m) => m.session_id === sid && m.type === 'config')!
     expect(sent).toMatchObject({ conversation_id: c.init.conversation_id, language: 'en-US', sample_rate: 16000 })
     expect(Object.keys(sent).sort()).toEqual(['channels', 'conversation_id', 'echo_cancellation', 'format', 'language', 'noise_suppression', 'sample_rate', 'session_id', 'type', 'vad_enabled'])
     c.ws.close()
@@ -66,16 +66,76 @@ describe('relay to a fake algorithm service', () => {
         ws.send(JSON.stringify({ type: 'error', code: 'ASR_FAILED', error: 'bad audio' }))
       }
     }
-    const c = await session(g.ws, { headers: user.auth })
+    const c = await session(g.ws, { headers: { ...user.auth, 'x-request-id': 'req-voice-relay-1' } })
     c.send({ type: 'stop' })
     await c.waitForType('error')
     expect(c.messages.slice(1)).toEqual([
       { type: 'asr_final', text: 'hello', session_id: c.init.session_id },
       { type: 'custom_event', value: 42, session_id: c.init.session_id },
-      { type: 'error', code: 'ASR_FAILED', error: 'bad audio', session_id: c.init.session_id },
+      { type: 'error', code: 'ASR_FAILED', error: 'bad audio', session_id: c.init.session_id, request_id: 'req-voice-relay-1' },
     ])
     fake.respond = () => {}
     c.ws.close()
+  })
+
+  test("an upstream error reaches the client in the contract's shape: a code always, the upstream's other fields never", async () => {
+    fake.respond = (ws, m) => {
+      if (m.type === 'stop') {
+        ws.send(JSON.stringify({ type: 'error', error: 'no code here', stack: 'at secret.py:12' }))
+        ws.send(JSON.stringify({ type: 'error', code: 'not a code; DROP TABLE', error: { nested: true }, reply_id: 'r9' }))
+      }
+    }
+    const c = await session(g.ws, { headers: { ...user.auth, 'x-request-id': 'req-voice-errors-1' } })
+    c.send({ type: 'stop' })
+    await c.waitFor(() => c.ofType('error').length === 2)
+    expect(c.ofType('error')).toEqual([
+      { type: 'error', session_id: c.init.session_id, code: 'ALGO_SERVICE_ERROR', error: 'no code here', request_id: 'req-voice-errors-1' },
+      { type: 'error', session_id: c.init.session_id, code: 'ALGO_SERVICE_ERROR', error: 'The voice service reported an error', request_id: 'req-voice-errors-1', reply_id: 'r9' },
+    ])
+    c.send({ type: 'no_such_message' })
+    const invalid = await c.waitFor((m) => m.code === 'INVALID_MESSAGE')
+    expect(invalid.request_id).toBe('req-voice-errors-1')
+    fake.respond = () => {}
+    c.ws.close()
+  })
+
+  test('the upstream hears the session config first on every socket: ?language= at the start, the current config after a reconnect', async () => {
+    const c = await session(g.ws, { headers: { ...user.auth, 'x-request-id': 'req-voice-reconnect-1' }, query: 'language=en-US' })
+    const sid = c.init.session_id
+    expect(c.init.config.language).toBe('en-US')
+    await eventually(() => fake.received.some((m) => m.session_id === sid))
+    expect(fake.received.find((m) => m.session_id === sid)).toMatchObject({ type: 'config', conversation_id: c.init.conversation_id, language: 'en-US', sample_rate: 16000 })
+    c.send({ type: 'config', sample_rate: 24000 })
+    await c.waitForType('config_updated')
+    const socketsBefore = fake.upgrades.length
+    // the algorithm service drops the session's socket: the gateway reconnects once
+    const mineUpstream = [...fake.sockets].find((ws) => new URL((ws.data as { url: string }).url).searchParams.get('session_id') === sid)!
+    mineUpstream.close(1011, 'restart')
+    const dropped = await c.waitFor((m) => m.type === 'error' && m.reconnecting === true)
+    expect(dropped).toMatchObject({ code: 'ALGO_SERVICE_ERROR', request_id: 'req-voice-reconnect-1' })
+    await eventually(() => fake.upgrades.length > socketsBefore)
+    c.ws.send(PCM(640))
+    await eventually(() => fake.received.filter((m) => m.session_id === sid && m.type === 'audio_chunk').length === 1)
+    const afterReconnect = fake.received.filter((m) => m.session_id === sid).slice(-2)
+    expect(afterReconnect.map((m) => m.type)).toEqual(['config', 'audio_chunk'])
+    expect(afterReconnect[0]).toMatchObject({ language: 'en-US', sample_rate: 24000 })
+    expect(c.ws.readyState).toBe(WebSocket.OPEN)
+    c.ws.close()
+  })
+
+  test('session_initialized is the first message even when the client speaks before the session is ready', async () => {
+    fake.upgradeDelayMs = 300
+    try {
+      const { connect } = await import('./helpers')
+      const c = await connect(g.ws, { headers: user.auth })
+      c.send({ type: 'ping' })
+      c.send({ type: 'no_such_message' })
+      await c.waitFor((m) => m.code === 'INVALID_MESSAGE', 3000)
+      expect(c.messages.map((m) => m.type)).toEqual(['session_initialized', 'pong', 'error'])
+      c.ws.close()
+    } finally {
+      fake.upgradeDelayMs = 0
+    }
   })
 
   test('barge-in: cancel goes upstream, playback_clear comes back, the rest of that reply is dropped until the next reply', async () => {
@@ -167,12 +227,16 @@ describe('an algorithm service that refuses or drops', () => {
     expect(rows.items.map((r: Msg) => r.end_reason)).toEqual(['upstream_error'])
   })
 
-  test('dropped mid-session: one reconnect (the session goes on), a second drop ends it with ALGO_SERVICE_ERROR and 1011', async () => {
+  test('dropped mid-session: an error saying it reconnects, one reconnect (the session goes on), a second drop ends it with ALGO_SERVICE_ERROR and 1011', async () => {
     const before = dropping.stats.voiceSessionsStarted
     const c = await session(b.ws, { headers: ub.auth })
     const closed = await c.closed
     expect(closed.code).toBe(1011)
-    expect(c.ofType('error').map((e) => e.code)).toEqual(['ALGO_SERVICE_ERROR'])
+    // the first drop is told (the reply in flight is lost), the second one ends the session
+    expect(c.ofType('error').map((e) => [e.code, e.reconnecting ?? false])).toEqual([
+      ['ALGO_SERVICE_ERROR', true],
+      ['ALGO_SERVICE_ERROR', false],
+    ])
     expect(dropping.stats.voiceSessionsStarted - before).toBe(2)
     await eventually(async () => {
       const row = (await (await fetch(`${b.base}/api/v2/voice/sessions/${c.init.session_id}`, { headers: ub.auth })).json()) as Msg

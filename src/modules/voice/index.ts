@@ -7,6 +7,7 @@ import type { ServerWebSocket } from 'bun'
 import { Elysia } from 'elysia'
 import type { Deps } from '../../deps'
 import { AppError } from '../../errors'
+import { metaOf } from '../../http/errors-plugin'
 import { pageFrom } from '../../http/models'
 import { credentialOf } from '../auth/authenticate'
 import type { AuthPlugin } from '../auth/plugin'
@@ -89,6 +90,7 @@ export function voiceRoutes({ auth, voice, tickets, allowedOrigins }: VoiceRoute
               conversationId: query.conversation_id,
               language: query.language,
               traceparent: request.headers.get('traceparent') ?? undefined,
+              requestId: metaOf(request).id,
             })
             if (offersProtocol(request, VOICE_PROTOCOL)) set.headers['sec-websocket-protocol'] = VOICE_PROTOCOL
             return { admission }

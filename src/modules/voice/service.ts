@@ -57,6 +57,7 @@ export interface Admission {
   conversationId: string
   config: VoiceConfig
   traceparent?: string
+  requestId: string
 }
 
 type Control = { t: 'end' | 'watch'; tenant: string; id: string }
@@ -287,7 +288,7 @@ export function createVoiceService(deps: VoiceServiceDeps) {
      * Before the upgrade: the concurrent-session limits (429) and the conversation (404 for one the caller
      * may not write to; 403 when they may not create one).
      */
-    async admit(principal: Principal, input: { conversationId?: string; language?: string; traceparent?: string }): Promise<Admission> {
+    async admit(principal: Principal, input: { conversationId?: string; language?: string; traceparent?: string; requestId: string }): Promise<Admission> {
       if (closing) throw voiceErrors.closing()
       if (input.conversationId) await conversations.getWritable(principal, input.conversationId)
       else conversations.assertCanCreate(principal)
@@ -307,7 +308,7 @@ export function createVoiceService(deps: VoiceServiceDeps) {
         }
       }
       const config = { ...VOICE_CONFIG_DEFAULTS, ...(input.language && { language: input.language }) }
-      return { slot, principal, conversationId, config, traceparent: input.traceparent }
+      return { slot, principal, conversationId, config, traceparent: input.traceparent, requestId: input.requestId }
     },
 
     /** the socket is open: start the session (its upstream and its row) */
@@ -323,6 +324,7 @@ export function createVoiceService(deps: VoiceServiceDeps) {
           config: admission.config,
           upstreamUrl: upstreamUrl(slot.sessionId, admission.conversationId),
           traceparent: admission.traceparent,
+          requestId: admission.requestId,
         },
         context,
       )

@@ -45,6 +45,9 @@ const CLOSING: Record<EndReason, { code: number; reason: string; message?: Recor
   internal_error: { code: 1011, reason: 'internal error', message: { type: 'error', code: 'INTERNAL_ERROR', error: 'Internal error' } },
 }
 
+/** an upstream error's own code is relayed when it looks like one; otherwise the client reads ALGO_SERVICE_ERROR */
+const UPSTREAM_CODE = /^[A-Z][A-Z0-9_]{0,63}$/
+
 /** upstream events that belong to a reply (and carry its reply_id) */
 const REPLY_EVENTS = new Set(['asr_final', 'retrieval_progress', 'llm_response_chunk', 'tts_audio', 'tts_complete'])
 /** events of the reply being cancelled that the client must not get any more */
@@ -84,6 +87,8 @@ export interface SessionInit {
   config: VoiceConfig
   upstreamUrl: string
   traceparent?: string
+  /** the upgrade request's id: every error the client gets carries it */
+  requestId: string
 }
 
 interface Reply {
@@ -99,6 +104,7 @@ export class VoiceSession implements UpstreamEvents {
   readonly tenantId: string
   readonly userId: string
   readonly conversationId: string
+  readonly requestId: string
   readonly startedAt = new Date()
   config: VoiceConfig
   readonly counters: SessionCounters = { packets: 0, bytes: 0, latencyTotalMs: 0, latencyCount: 0, asr: 0, tts: 0, errors: 0, dropped: 0 }
@@ -120,6 +126,8 @@ export class VoiceSession implements UpstreamEvents {
   private upstreamOpen = false
   private persisted = false
   private initialized = false
+  /** what the client is sent before session_initialized waits here: that message is always the first */
+  private held: string[] | undefined = []
 
   constructor(
     private readonly client: ClientSocket,
@@ -130,6 +138,7 @@ export class VoiceSession implements UpstreamEvents {
     this.tenantId = init.tenantId
     this.userId = init.userId
     this.conversationId = init.conversationId
+    this.requestId = init.requestId
     this.config = init.config
     this.buildAudioPrefix()
     this.upstream = new UpstreamLink(
@@ -150,6 +159,11 @@ export class VoiceSession implements UpstreamEvents {
     this.maybeInitialize()
   }
 
+  /** the first message on every upstream socket, a reconnected one too: the session's current config */
+  upstreamGreeting(): string {
+    return JSON.stringify({ type: 'config', session_id: this.id, conversation_id: this.conversationId, ...this.config })
+  }
+
   upstreamFailed(kind: UpstreamFailure): void {
     this.ctx.onUpstreamTrouble(this, kind)
     this.end('upstream_error')
@@ -166,6 +180,10 @@ export class VoiceSession implements UpstreamEvents {
 
   upstreamReconnecting(): void {
     this.ctx.onUpstreamTrouble(this, 'reconnecting')
+    // what the lost socket was saying is gone with it
+    if (this.reply && !this.reply.done) this.finishReply('cancelled')
+    this.suppress = undefined
+    this.toClient(this.error('ALGO_SERVICE_ERROR', 'The voice service connection dropped; reconnecting', { reconnecting: true }))
   }
 
   /** to this instance's observers (Bun topic); the client itself is not subscribed */
@@ -186,6 +204,8 @@ export class VoiceSession implements UpstreamEvents {
   private maybeInitialize(): void {
     if (this.initialized || this.ended || !this.persisted || !this.upstreamOpen) return
     this.initialized = true
+    const held = this.held!
+    this.held = undefined
     this.toClient({
       type: 'session_initialized',
       session_id: this.id,
@@ -194,6 +214,7 @@ export class VoiceSession implements UpstreamEvents {
       server_time: Date.now() / 1000,
       capabilities: CAPABILITIES,
     })
+    for (const text of held) this.sendText(text)
   }
 
   // ---- client → gateway
@@ -277,7 +298,19 @@ export class VoiceSession implements UpstreamEvents {
   }
 
   private invalid(error: string): void {
-    this.toClient({ type: 'error', session_id: this.id, code: 'INVALID_MESSAGE', error })
+    this.toClient(this.error('INVALID_MESSAGE', error))
+  }
+
+  /** an error in the contract's shape, with the session and the upgrade request's id */
+  private error(code: string, error: string, extra?: Record<string, unknown>): Record<string, unknown> {
+    return { type: 'error', session_id: this.id, code, error, request_id: this.requestId, ...extra }
+  }
+
+  /** the upstream's error, in the contract's shape: its code when it is one, its message when it is text */
+  private upstreamError(msg: Record<string, unknown>): string {
+    const code = typeof msg.code === 'string' && UPSTREAM_CODE.test(msg.code) ? msg.code : 'ALGO_SERVICE_ERROR'
+    const error = typeof msg.error === 'string' && msg.error !== '' ? msg.error.slice(0, 1000) : 'The voice service reported an error'
+    return JSON.stringify(this.error(code, error, typeof msg.reply_id === 'string' ? { reply_id: msg.reply_id } : undefined))
   }
 
   // ---- upstream → client
@@ -323,8 +356,8 @@ export class VoiceSession implements UpstreamEvents {
         this.counters.errors++
         break
     }
-    const text = msg.session_id === this.id ? raw : JSON.stringify({ ...msg, session_id: this.id })
-    this.client.send(text)
+    const text = type === 'error' ? this.upstreamError(msg) : msg.session_id === this.id ? raw : JSON.stringify({ ...msg, session_id: this.id })
+    this.sendText(text)
     this.relayed('downstream', performance.now() - at)
     if (this.observed && type !== 'tts_audio') this.ctx.publish(this, text)
   }
@@ -360,8 +393,13 @@ export class VoiceSession implements UpstreamEvents {
   /** control and text: never dropped (Bun buffers them; the bound applies to audio) */
   private toClient(message: Record<string, unknown>): void {
     const text = JSON.stringify(message)
-    this.client.send(text)
+    this.sendText(text)
     if (this.observed) this.ctx.publish(this, text)
+  }
+
+  private sendText(text: string): void {
+    if (this.held) this.held.push(text)
+    else this.client.send(text)
   }
 
   private toUpstream(message: Record<string, unknown>, at: number): void {
@@ -375,13 +413,14 @@ export class VoiceSession implements UpstreamEvents {
     if (this.ended) return
     this.ended = true
     this.endReason = reason
+    this.held = undefined
     if (this.reply && !this.reply.done) this.finishReply('cancelled')
     if (reason === 'client_ended') this.upstream.send(JSON.stringify({ type: 'end_session', session_id: this.id }), false, performance.now())
     this.upstream.close()
     const closing = CLOSING[reason]
     if (reason !== 'client_disconnected') {
       try {
-        if (closing.message) this.client.send(JSON.stringify({ ...closing.message, session_id: this.id }))
+        if (closing.message) this.client.send(JSON.stringify({ ...closing.message, session_id: this.id, ...(closing.message.type === 'error' && { request_id: this.requestId }) }))
         this.client.close(closing.code, closing.reason)
       } catch {
         // the client is already gone

@@ -20,6 +20,8 @@ export interface UpstreamLinkOptions {
 /** What the link tells its owner (an object with these methods, so an idle session holds no closures for them). */
 export interface UpstreamEvents {
   upstreamOpened(): void
+  /** the first message on every socket the link opens (the first and a reconnected one) */
+  upstreamGreeting(): string
   upstreamEvent(raw: string): void
   /** the link gave up; called once */
   upstreamFailed(kind: UpstreamFailure): void
@@ -138,6 +140,7 @@ export class UpstreamLink {
       clearTimeout(timer)
       if (this.ws !== ws) return
       this.open = true
+      ws.send(this.events.upstreamGreeting())
       if (!this.everOpened) {
         this.everOpened = true
         this.events.upstreamOpened()
