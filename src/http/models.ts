@@ -8,11 +8,24 @@ export const ErrorResponse = t.Object({
   details: t.Optional(t.Unknown()),
 })
 
-/** `?limit=1..100 (20)&cursor=` */
+const Limit = t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 }))
+
+/** `?limit=1..100 (20)&cursor=` for lists whose service decodes (and rejects) its own opaque cursor */
 export const Page = t.Object({
-  limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
+  limit: Limit,
   cursor: t.Optional(t.String({ minLength: 1, maxLength: 128 })),
 })
+
+/**
+ * A page of a list whose cursor is the last item's key: a cursor that cannot be one of its keys is a 400
+ * naming `cursor`, not a silently wrong page.
+ */
+export function pageKeyedBy(keyPattern: string) {
+  return t.Object({ limit: Limit, cursor: t.Optional(t.String({ pattern: keyPattern, maxLength: 128, description: 'next_cursor of the previous page' })) })
+}
+
+/** …keyed by resource ids `<prefix>_<uuidv7 hex>` (src/lib/ids.ts) */
+export const idPage = (prefix: string) => pageKeyedBy(`^${prefix}_[0-9a-f]{32}$`)
 
 export interface PageRequest {
   limit: number

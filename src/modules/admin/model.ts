@@ -1,15 +1,20 @@
 /** Wire contracts of /api/v2/admin (contract §7). Permission and role names are checked by the services. */
 import { t } from 'elysia'
 import { QUOTA_MAX } from '../../db/schema'
-import { ErrorResponse, Page } from '../../http/models'
+import { ErrorResponse, idPage, Page, pageKeyedBy } from '../../http/models'
 import { UserView as AuthUserView } from '../auth/model'
 
-export { ErrorResponse, Page }
+export { ErrorResponse }
 
-const TenantId = t.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$', examples: ['acme'] })
+const TENANT_ID = '^[a-z0-9][a-z0-9_-]{0,62}$'
+const ROLE_NAME = '^[a-z][a-z0-9_.-]{0,62}$'
+const TenantId = t.String({ pattern: TENANT_ID, examples: ['acme'] })
 const Permission = t.String({ minLength: 1, maxLength: 64, examples: ['chat:write'] })
 const Permissions = t.Array(Permission, { maxItems: 64 })
-const RoleName = t.String({ pattern: '^[a-z][a-z0-9_.-]{0,62}$', examples: ['auditor'] })
+const RoleName = t.String({ pattern: ROLE_NAME, examples: ['auditor'] })
+
+export const TenantPage = pageKeyedBy(TENANT_ID)
+export const RolePage = pageKeyedBy(ROLE_NAME)
 const Timestamp = t.String({ format: 'date-time' })
 
 
@@ -101,7 +106,7 @@ export const UpdateUserBody = t.Object(
   { minProperties: 1 },
 )
 
-export const UserListQuery = t.Composite([Page, t.Object({ tenant_id: t.Optional(TenantId) })])
+export const UserListQuery = t.Composite([idPage('usr'), t.Object({ tenant_id: t.Optional(TenantId) })])
 
 export const PermissionsBody = t.Object({ permissions: Permissions })
 
@@ -127,7 +132,7 @@ export const TenantPermissionsView = t.Object({
 // ---- audit log and stats
 
 export const AuditQuery = t.Composite([
-  Page,
+  idPage('aud'),
   t.Object({ action: t.Optional(t.String({ minLength: 1, maxLength: 100 })), tenant_id: t.Optional(TenantId) }),
 ])
 

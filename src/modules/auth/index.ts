@@ -1,9 +1,10 @@
 /** Routes: /api/v2/auth/* and /api/v2/api-keys. Thin: destructure, call the service, return. */
 import { Elysia, t } from 'elysia'
 import { clientInfo } from '../../http/client-info'
+import { idPage } from '../../http/models'
 import type { ApiKeys } from './api-keys'
 import { delegableGrants } from '../access'
-import { ApiKeyView, CreateApiKeyBody, LoginBody, LoginResponse, MeResponse, Page, RefreshBody, RegisterBody, TokenPair } from './model'
+import { ApiKeyView, CreateApiKeyBody, LoginBody, LoginResponse, MeResponse, RefreshBody, RegisterBody, TokenPair } from './model'
 import type { authPlugin } from './plugin'
 import type { AuthService } from './service'
 
@@ -61,7 +62,7 @@ export function authModule({ auth, service, apiKeys }: { auth: ReturnType<typeof
         apiKeys.list({ tenantId: principal.homeTenantId, userId: principal.userId }, { limit: query.limit ?? 20, cursor: query.cursor }),
       {
         auth: 'apikey:read',
-        query: Page,
+        query: idPage('key'),
         response: { 200: t.Object({ items: t.Array(ApiKeyView), next_cursor: t.Nullable(t.String()) }) },
         detail: { tags: ['API keys'], summary: "The caller's API keys" },
       },

@@ -60,4 +60,3 @@ export const ApiKeyView = t.Object({
   created_at: t.String(),
 })
 
-export { Page } from '../../http/models'

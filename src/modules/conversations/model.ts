@@ -1,7 +1,7 @@
 /** Wire contracts of /api/v2/conversations (contract §4, "Conversations"). */
 import { t } from 'elysia'
 import { conversationStatuses, messageModalities, messageRoles, messageStatuses } from '../../db/schema'
-import { ErrorResponse, Page } from '../../http/models'
+import { ErrorResponse, idPage, Page } from '../../http/models'
 
 const Timestamp = t.String({ format: 'date-time' })
 
@@ -39,7 +39,7 @@ export const ConversationListQuery = t.Composite([
 export const ConversationParams = t.Object({ id: t.String({ maxLength: 64 }) })
 
 /** oldest first; the cursor is the last message's id */
-export const MessageListQuery = Page
+export const MessageListQuery = idPage('msg')
 
 export const MessageView = t.Object({
   id: t.String(),

@@ -1,7 +1,7 @@
 /** Wire contracts of /api/v2/voice (contract §5). */
 import { t } from 'elysia'
 import { voiceSessionStatuses } from '../../db/schema'
-import { ErrorResponse, Page } from '../../http/models'
+import { ErrorResponse, idPage } from '../../http/models'
 
 const Timestamp = t.String({ format: 'date-time' })
 
@@ -48,7 +48,7 @@ export const VoiceSessionView = t.Object({
 export const VoiceSessionList = t.Object({ items: t.Array(VoiceSessionView), next_cursor: t.Nullable(t.String()) })
 
 export const VoiceSessionListQuery = t.Composite([
-  Page,
+  idPage('vs'),
   t.Object({
     status: t.Optional(Status),
     /** one member's sessions (voice:monitor) */

@@ -1,7 +1,7 @@
 /** /api/v2/admin/roles and /tenant-permissions — the acting tenant's custom roles and tenant-wide grants. */
 import { Elysia, t } from 'elysia'
 import { type AuthPlugin, actorOf, pageFrom, tags } from '../http'
-import { CreateRoleBody, ErrorResponse, errors, Page, PermissionsBody, RoleList, RoleView, TenantPermissionsView } from '../model'
+import { CreateRoleBody, ErrorResponse, errors, PermissionsBody, RoleList, RolePage, RoleView, TenantPermissionsView } from '../model'
 import type { RoleAdmin } from '../roles'
 
 const Params = t.Object({ name: t.String({ maxLength: 64 }) })
@@ -25,7 +25,7 @@ export function roleRoutes({ auth, roles }: { auth: AuthPlugin; roles: RoleAdmin
     )
     .get('/roles', ({ principal, query, request, server }) => roles.list(actorOf(principal, request, server), pageFrom(query)), {
       auth: 'role:read',
-      query: Page,
+      query: RolePage,
       response: { 200: RoleList, ...errors },
       detail: { tags, summary: 'Built-in roles, then the custom roles by name' },
     })

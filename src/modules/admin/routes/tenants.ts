@@ -1,7 +1,7 @@
 /** /api/v2/admin/tenants — tenant:admin (super_admin: every tenant; anyone else: only their own). */
 import { Elysia, t } from 'elysia'
 import { type AuthPlugin, actorOf, pageFrom, tags } from '../http'
-import { CreateTenantBody, ErrorResponse, errors, Page, TenantList, TenantView, UpdateTenantBody } from '../model'
+import { CreateTenantBody, ErrorResponse, errors, TenantList, TenantPage, TenantView, UpdateTenantBody } from '../model'
 import type { TenantAdmin } from '../tenants'
 
 export function tenantRoutes({ auth, tenants }: { auth: AuthPlugin; tenants: TenantAdmin }) {
@@ -23,7 +23,7 @@ export function tenantRoutes({ auth, tenants }: { auth: AuthPlugin; tenants: Ten
     )
     .get('/tenants', ({ principal, query, request, server }) => tenants.list(actorOf(principal, request, server), pageFrom(query)), {
       auth: 'tenant:admin',
-      query: Page,
+      query: TenantPage,
       response: { 200: TenantList, ...errors },
       detail: { tags, summary: 'List tenants' },
     })
