@@ -3,6 +3,7 @@
  * or not the client sends Content-Length, and every failure in the contract's vocabulary.
  */
 import { AppError } from '../errors'
+import { SUSPECT_ESCAPE, unstorablePath } from '../lib/storable'
 
 const JSON_TYPE = /^application\/([a-z0-9.+-]*\+)?json$/
 
@@ -29,13 +30,24 @@ export function createJsonBodyParser(limit: number) {
     if (type !== '' && !JSON_TYPE.test(type) && type !== 'text/plain') {
       throw new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Type ${type} is not supported; send application/json`)
     }
+    let value: unknown
     try {
-      return JSON.parse(text) as unknown
+      value = JSON.parse(text)
     } catch (err) {
       throw new AppError(400, 'INVALID_JSON', 'Request body is not valid JSON', {
         reason: err instanceof Error ? err.message : String(err),
       })
     }
+    // text that could not be stored (or relayed) as sent is refused here, not silently changed further on
+    if (SUSPECT_ESCAPE.test(text)) {
+      const at = unstorablePath(value)
+      if (at !== undefined) {
+        throw new AppError(400, 'VALIDATION_FAILED', 'Text must not contain NUL characters (\\u0000) or lone surrogates', [
+          { field: at || 'body', in: 'body', message: 'contains \\u0000 or a lone UTF-16 surrogate' },
+        ])
+      }
+    }
+    return value
   }
 }
 

@@ -112,11 +112,14 @@ describe('admin sessions on one embedded instance', () => {
         const r = await as(g.gw, world.admin).get(path)
         expect([r.status, r.body.code]).toEqual([400, 'VALIDATION_FAILED'])
       }
-      for (const id of ['nonsense', 'chat:', `chat:${world.tenantId}:nope`, 'x'.repeat(300)]) {
+      for (const id of ['nonsense', 'chat:', `chat:${world.tenantId}:nope`, 'x'.repeat(300), `chat:${world.tenantId}:\u0000`]) {
         const r = await as(g.gw, world.admin).del(`/sessions/${encodeURIComponent(id)}`)
         expect(r.status).toBeOneOf([400, 404])
         expect(typeof r.body.code).toBe('string')
       }
+      // the attempt on an id Postgres cannot store is audited all the same (NUL shown as U+FFFD)
+      expect(await auditRows(g.gw, 'session.end', `chat:${world.tenantId}:\uFFFD`)).toMatchObject([{ outcome: 'failure' }])
+      expect(g.gw.logs.filter((l) => l.msg === 'audit write failed')).toEqual([])
     } finally {
       await as(g.gw, world.admin).del(`/sessions/${encodeURIComponent(stream.id)}`)
       voice.ws.close()

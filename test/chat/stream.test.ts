@@ -158,6 +158,9 @@ describe('POST /api/v2/chat/stream', () => {
       { message: 'hi', max_tokens: 9000 },
       { message: 'hi', request_id: 'bad id!' },
       { message: 'hi', request_id: 'x'.repeat(129) },
+      // what the gateway could not store as sent (it would have become U+FFFD in the conversation)
+      { message: 'hi \u0000 there' },
+      { message: 'lone \ud800' },
     ]) {
       const res = await stream(body)
       expect({ body, status: res.status }).toEqual({ body, status: 400 })

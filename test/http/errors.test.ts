@@ -77,6 +77,21 @@ describe('error bodies', () => {
     await expectError(await call('/test/echo', jsonRequest('POST', '{"name": "x",')), 400, 'INVALID_JSON')
   })
 
+  test('text Postgres refuses (an escaped NUL or lone surrogate, in a value or a key, at any depth) is refused naming where', async () => {
+    for (const [raw, field] of [
+      ['{"name": "a\\u0000b"}', 'name'],
+      ['{"name": "x", "tags": [{"deep": ["ok", "lone \\udc00"]}]}', 'tags.0.deep.1'],
+      ['{"name": "x", "k\\u0000": 1}', 'k\u0000'],
+    ] as const) {
+      const body = await expectError(await call('/test/echo', jsonRequest('POST', raw)), 400, 'VALIDATION_FAILED')
+      expect(body.details).toEqual([{ field, in: 'body', message: expect.any(String) }])
+    }
+    // an escaped surrogate pair is a real character, and a literal backslash-u text is just text
+    const ok = await call('/test/echo', jsonRequest('POST', '{"name": "\\ud83d\\ude00 \\\\u0000"}'))
+    expect(ok.status).toBe(200)
+    expect(((await ok.json()) as { name: string }).name).toBe('😀 \\u0000')
+  })
+
   test('an unknown route is 404 NOT_FOUND', async () => {
     await expectError(await call('/api/v2/nope'), 404, 'NOT_FOUND')
   })

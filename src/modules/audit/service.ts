@@ -6,6 +6,7 @@ import { and, desc, eq, lt } from 'drizzle-orm'
 import type { Database } from '../../db'
 import { auditLogs } from '../../db/schema'
 import { newId } from '../../lib/ids'
+import { storableReplacer, storableText } from '../../lib/storable'
 import type { Logger } from '../../observability/logger'
 
 export interface AuditContext {
@@ -48,14 +49,15 @@ export function createAudit({ db, logger }: { db: Database; logger: Logger }) {
           tenantId: entry.tenantId,
           actorId: entry.actor.id,
           actorType: entry.actor.type,
+          // what was attempted is recorded even when it names text Postgres refuses (a NUL in a path id)
           action: entry.action,
           targetType: entry.target?.type ?? null,
-          targetId: entry.target?.id ?? null,
+          targetId: entry.target ? storableText(entry.target.id) : null,
           outcome: entry.outcome,
           ip: ctx.ip ?? null,
           userAgent: ctx.userAgent?.slice(0, 512) ?? null,
           requestId: ctx.requestId ?? null,
-          details: entry.details ? JSON.stringify(entry.details) : null,
+          details: entry.details ? JSON.stringify(entry.details, storableReplacer) : null,
         })
       } catch (err) {
         logger.error({ err, action: entry.action, request_id: ctx.requestId }, 'audit write failed')

@@ -11,6 +11,7 @@
  */
 import { type DatabaseHandle, rawQuery } from '../../db'
 import { newId } from '../../lib/ids'
+import { storableReplacer, SUSPECT_ESCAPE } from '../../lib/storable'
 import { type AppendMessage, conversationErrors } from './service'
 
 /** rows per statement (one JSON parameter holds them all) */
@@ -51,21 +52,13 @@ function row(p: Pending) {
 }
 
 /**
- * Text Postgres can store: a NUL or a lone UTF-16 surrogate (from an upstream or a client) becomes U+FFFD.
- * Postgres refuses both, and one refused row would fail the whole batch: other streams' messages too.
+ * JSON of rows for a statement's one parameter, with every string made storable: a NUL or a lone surrogate
+ * (an upstream's) becomes U+FFFD, since one refused row would fail the whole batch, other streams' messages too.
+ * Only a batch holding a suspect escape needs the (slower) replacer pass.
  */
-function storable(_key: string, value: unknown): unknown {
-  if (typeof value !== 'string') return value
-  return value.toWellFormed().replaceAll('\u0000', '\uFFFD')
-}
-
-/** JSON escapes of a NUL or a surrogate: only a batch holding one needs the (slower) replacer pass */
-const SUSPECT_ESCAPE = /\\u(?:0000|d[89a-f])/i
-
-/** JSON of rows for a statement's one parameter, with every string made storable */
 export function storableJson(rows: unknown): string {
   const text = JSON.stringify(rows)
-  return SUSPECT_ESCAPE.test(text) ? JSON.stringify(rows, storable) : text
+  return SUSPECT_ESCAPE.test(text) ? JSON.stringify(rows, storableReplacer) : text
 }
 
 /**
