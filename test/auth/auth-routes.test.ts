@@ -55,11 +55,12 @@ describe('login', () => {
     expect(await auditActions(user.id)).toContain('auth.login:failure')
   })
 
-  test('an email with a lone surrogate is an ordinary 401, not a 500', async () => {
-    // JSON.stringify writes the lone surrogate as the escape `\ud800`, which the gateway parses back
+  test('an email with a lone surrogate is a 400 naming the field, not a 500', async () => {
+    // JSON.stringify writes the lone surrogate as the escape `\ud800`, which no stored email can hold
     const res = await login('\ud800@example.com', 'not-the-password')
-    expect(res.status).toBe(401)
-    expect(((await res.json()) as { code: string }).code).toBe('INVALID_CREDENTIALS')
+    expect(res.status).toBe(400)
+    const body = (await res.json()) as { code: string; details: Array<{ field: string }> }
+    expect([body.code, body.details[0]!.field]).toEqual(['VALIDATION_FAILED', 'email'])
   })
 
   test('repeated failures for one account are throttled with 429 and Retry-After; others are unaffected', async () => {
@@ -149,6 +150,17 @@ describe('refresh and logout', () => {
     expect(((await me.json()) as { code: string }).code).toBe('TOKEN_REVOKED')
     expect((await post('/api/v2/auth/refresh', { refresh_token: user.refreshToken })).status).toBe(401)
     expect(await auditActions(user.id)).toContain('auth.logout:success')
+  })
+
+  test('logout with an API key is refused (400) and the key keeps working: logout never claims a revocation it did not do', async () => {
+    const user = await makeUser(gw, { tenantId })
+    const created = await post('/api/v2/api-keys', { name: 'logout', permissions: ['apikey:read'] }, user.auth)
+    const key = { 'x-api-key': ((await created.json()) as { key: string }).key }
+    const res = await gw.request('/api/v2/auth/logout', { method: 'POST', headers: key })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { code: string; error: string }).error).toContain('DELETE /api/v2/api-keys/:id')
+    expect((await gw.request('/api/v2/api-keys', { headers: key })).status).toBe(200)
+    expect(await auditActions(user.id)).not.toContain('auth.logout:success')
   })
 
   test('a token with under 15 minutes left carries the refresh hint headers', async () => {

@@ -14,4 +14,9 @@ export const authErrors = {
   permissionDenied: (permission: string) =>
     new AppError(403, 'PERMISSION_DENIED', `Permission ${permission} is required`, { permission }),
   invalidCredentials: () => new AppError(401, 'INVALID_CREDENTIALS', 'Invalid email or password'),
+  /** logout with an API key: a 200 would tell the client the key stopped working, and it would not */
+  keyHasNoSession: () =>
+    new AppError(400, 'VALIDATION_FAILED', 'An API key has no login session to end; revoke the key with DELETE /api/v2/api-keys/:id', [
+      { field: 'authorization', in: 'header', message: 'logout takes an access token, not an API key' },
+    ]),
 }

@@ -177,6 +177,7 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
     },
 
     async logout(principal: Principal, ctx: AuditContext): Promise<void> {
+      if (principal.kind === 'api_key') throw authErrors.keyHasNoSession()
       if (principal.jti && principal.expiresAt) {
         await revocation.revokeToken({
           jti: principal.jti,
