@@ -38,6 +38,13 @@ export function createJsonBodyParser(limit: number) {
         reason: err instanceof Error ? err.message : String(err),
       })
     }
+    // Every route takes an object. Elysia skips validating a body whose fields are all optional when it is not
+    // a non-empty object, so `[]` or `"x"` would reach such a handler as if no body were sent.
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new AppError(400, 'VALIDATION_FAILED', 'The body must be a JSON object', [
+        { field: 'body', in: 'body', message: `expected an object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}` },
+      ])
+    }
     // text that could not be stored (or relayed) as sent is refused here, not silently changed further on
     if (SUSPECT_ESCAPE.test(text)) {
       const at = unstorablePath(value)

@@ -93,6 +93,8 @@ describe('create, read, update, delete', () => {
     expect(reply.body).toMatchObject({ code: 'VALIDATION_FAILED' })
     const { body: created } = await alice.post(CONV, { title: 'fine' })
     expect((await alice.patch(`${CONV}/${created.id}`, { title: '\u0000' })).status).toBe(400)
+    // a body that is not an object creates nothing either (Elysia would not validate it: every field is optional)
+    for (const body of [[], 'x', 7]) expect((await alice.post(CONV, body)).status).toBe(400)
     expect((await alice.get(`${CONV}/${created.id}`)).body.title).toBe('fine')
     expect((await gw.deps.db.db.select().from(conversations).where(eq(conversations.userId, world.alice.id))).length).toBe(before + 1)
   })

@@ -15,6 +15,7 @@ function mount(base: TestApp['app']) {
     .post('/test/echo', ({ body }) => body, {
       body: t.Object({ name: t.String({ minLength: 1 }), count: t.Optional(t.Integer({ minimum: 0 })) }),
     })
+    .post('/test/optional', ({ body }) => ({ got: body }), { body: t.Object({ title: t.Optional(t.String()) }) })
     .get('/test/items/:id', ({ params }) => ({ id: params.id }))
     .get('/test/list', ({ query }) => query, { query: t.Object({ limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })) }) })
     .get('/test/crash', () => {
@@ -75,6 +76,17 @@ describe('error bodies', () => {
 
   test('malformed JSON is INVALID_JSON', async () => {
     await expectError(await call('/test/echo', jsonRequest('POST', '{"name": "x",')), 400, 'INVALID_JSON')
+  })
+
+  test('a body that is JSON but not an object is a validation failure, even where every field is optional', async () => {
+    // Elysia 1.4 does not validate a body whose fields are all optional unless it is a non-empty object
+    for (const path of ['/test/echo', '/test/optional']) {
+      for (const raw of ['[]', '[{}]', '"text"', '1', 'true', 'null']) {
+        const body = await expectError(await call(path, jsonRequest('POST', raw)), 400, 'VALIDATION_FAILED')
+        expect(body.details).toEqual([{ field: 'body', in: 'body', message: expect.stringContaining('expected an object') }])
+      }
+    }
+    expect(await (await call('/test/optional', jsonRequest('POST', '{}'))).json()).toEqual({ got: {} })
   })
 
   test('text Postgres refuses (an escaped NUL or lone surrogate, in a value or a key, at any depth) is refused naming where', async () => {
