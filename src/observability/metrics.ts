@@ -106,7 +106,7 @@ export function createMetrics() {
     voiceRelayLatency,
     voiceSessionEndings: new Counter({
       name: 'voice_session_endings_total',
-      help: 'Voice sessions ended, by reason (client_ended, client_disconnected, idle, shutdown, token_revoked, deleted, upstream_error)',
+      help: 'Voice sessions ended, by reason (client_ended, client_disconnected, message_too_large, idle, shutdown, token_revoked, deleted, upstream_error, internal_error)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),

@@ -141,7 +141,8 @@ describe('voice session protocol', () => {
     c.ws.send(PCM(1024 * 1024 + 1))
     expect((await c.closed).code).toBe(1009)
     await eventually(async () => (await sessionRow(c.init.session_id)).status !== 'active')
-    expect((await sessionRow(c.init.session_id)).packets).toBe(1)
+    const row = await sessionRow(c.init.session_id)
+    expect([row.packets, row.status, row.end_reason]).toEqual([1, 'failed', 'message_too_large'])
   })
 
   test('metrics: voice connections gauge, frames relayed by direction, relay latency, sessions by ending', async () => {

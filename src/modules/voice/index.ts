@@ -138,7 +138,7 @@ export function voiceRoutes({ auth, voice, tickets, allowedOrigins }: VoiceRoute
         takeOver(raw, {
           message: (_ws, message) => session.onClientMessage(message),
           drain: () => session.onClientDrain(),
-          close: () => session.onClientClose(),
+          close: (_ws, code, reason) => session.onClientClose(code, reason),
           ping: heartbeat,
           pong: heartbeat,
         })

@@ -11,6 +11,7 @@ import { UpstreamLink, type UpstreamEvents, type UpstreamFailure } from './upstr
 export type EndReason =
   | 'client_ended'
   | 'client_disconnected'
+  | 'message_too_large'
   | 'idle'
   | 'shutdown'
   | 'token_revoked'
@@ -21,6 +22,7 @@ export type EndReason =
 export const STATUS_OF: Record<EndReason, VoiceSessionStatus> = {
   client_ended: 'completed',
   client_disconnected: 'completed',
+  message_too_large: 'failed',
   idle: 'expired',
   shutdown: 'cancelled',
   token_revoked: 'cancelled',
@@ -33,6 +35,7 @@ export const STATUS_OF: Record<EndReason, VoiceSessionStatus> = {
 const CLOSING: Record<EndReason, { code: number; reason: string; message?: Record<string, unknown> }> = {
   client_ended: { code: 1000, reason: 'session ended' },
   client_disconnected: { code: 1000, reason: 'session ended' },
+  message_too_large: { code: 1009, reason: 'frame over 1 MiB' },
   idle: { code: 4408, reason: 'idle timeout' },
   shutdown: { code: 1001, reason: 'server shutting down', message: { type: 'session_ending', reason: 'shutdown', reconnect: true } },
   token_revoked: { code: 4401, reason: 'token revoked' },
@@ -262,8 +265,12 @@ export class VoiceSession implements UpstreamEvents {
     if (this.throttled && this.client.getBufferedAmount() < this.ctx.maxBufferedBytes / 2) this.throttled = false
   }
 
-  onClientClose(): void {
-    this.end('client_disconnected')
+  /**
+   * The client's socket closed: by the client, or by Bun for a frame over maxPayloadLength. The client reads
+   * 1009 then, but Bun 1.4 tells the server 1006 with the reason "Received too big message".
+   */
+  onClientClose(code?: number, reason?: string): void {
+    this.end(code === 1009 || reason === 'Received too big message' ? 'message_too_large' : 'client_disconnected')
   }
 
   /** called by the service's ticker: server ping, idle close */
@@ -418,7 +425,8 @@ export class VoiceSession implements UpstreamEvents {
     if (reason === 'client_ended') this.upstream.send(JSON.stringify({ type: 'end_session', session_id: this.id }), false, performance.now())
     this.upstream.close()
     const closing = CLOSING[reason]
-    if (reason !== 'client_disconnected') {
+    // the client's socket is closed already for these two
+    if (reason !== 'client_disconnected' && reason !== 'message_too_large') {
       try {
         if (closing.message) this.client.send(JSON.stringify({ ...closing.message, session_id: this.id, ...(closing.message.type === 'error' && { request_id: this.requestId }) }))
         this.client.close(closing.code, closing.reason)
