@@ -271,6 +271,21 @@ describe('ending a stream early', () => {
     expect(answer!.content.startsWith(chunkText(reader.seen))).toBe(true)
   })
 
+  test('a conversation deleted mid-stream: the stream ends normally, the answer is not stored, nothing is logged as an error', async () => {
+    const requestId = `req-deleted-${crypto.randomUUID()}`
+    const reader = new SseReader(await stream({ message: 'long [[sim chunks=20 delay_ms=20]]', request_id: requestId }))
+    const start = await reader.until('stream_start')
+    const conversationId = String(start!.data!.conversation_id)
+    await reader.until('generation_chunk')
+    const del = await fetch(`${base}/api/v2/conversations/${conversationId}`, { method: 'DELETE', headers: user.auth })
+    expect(del.status).toBeOneOf([200, 204])
+    const rest = await reader.rest()
+    expect(named(rest).at(-1)).toBe('stream_end')
+    await eventually(() => gw.logs.some((l) => l.request_id === requestId && l.msg === 'answer not stored: the conversation was deleted'))
+    expect(gw.logs.filter((l) => l.request_id === requestId && Number(l.level) >= 50)).toEqual([])
+    expect((await fetch(`${base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })).status).toBe(404)
+  })
+
   test('a disconnect while the upstream is silent (pings only) closes the upstream too', async () => {
     const ctrl = new AbortController()
     const reader = new SseReader(await stream({ message: 'stall [[sim chunks=3 fail_after=2 mode=stall]]' }, user, ctrl.signal))

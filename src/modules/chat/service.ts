@@ -448,7 +448,10 @@ export function createChatService(deps: ChatServiceDeps) {
           userId: caller.userId,
         })
       } catch (err) {
-        logger.error({ err, request_id: run.requestId, conversation_id: conversation.id }, 'could not store the assistant message')
+        // the owner deleted the conversation while it streamed: nothing is wrong with the gateway
+        if (err instanceof AppError && err.status === 404) {
+          logger.warn({ request_id: run.requestId, conversation_id: conversation.id }, 'answer not stored: the conversation was deleted')
+        } else logger.error({ err, request_id: run.requestId, conversation_id: conversation.id }, 'could not store the assistant message')
       }
     }
 
