@@ -58,6 +58,26 @@ describe('relay to a fake algorithm service', () => {
     c.ws.close()
   })
 
+  test("the simulator's `simulate` directives go upstream outside production only", async () => {
+    const c = await session(g.ws, { headers: user.auth })
+    c.send({ type: 'config', simulate: { ack: true } })
+    await c.waitForType('config_updated')
+    await eventually(() => fake.received.some((m) => m.session_id === c.init.session_id && m.simulate !== undefined))
+    c.ws.close()
+    const prod = await listeningGateway({ NODE_ENV: 'production', ALGO_SERVICE_URL: fake.url })
+    try {
+      const who = await makeUser(prod.gw, { tenantId: await makeTenant(prod.gw) })
+      const p = await session(prod.ws, { headers: who.auth })
+      p.send({ type: 'config', simulate: { ack: true }, language: 'en-US' })
+      await p.waitForType('config_updated')
+      await eventually(() => fake.received.some((m) => m.session_id === p.init.session_id && m.language === 'en-US'))
+      expect(fake.received.filter((m) => m.session_id === p.init.session_id && 'simulate' in m)).toEqual([])
+      p.ws.close()
+    } finally {
+      await stopGateway(prod)
+    }
+  })
+
   test('every upstream event goes to the client with session_id added; unknown types pass through', async () => {
     fake.respond = (ws, m) => {
       if (m.type === 'stop') {

@@ -207,6 +207,8 @@ export function voiceModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps,
       idleTimeoutMs: config.voice.idleTimeoutMs,
       upstreamConnectTimeoutMs: config.voice.upstreamConnectTimeoutMs,
       lostSweepMs: config.voice.lostSweepMs,
+      // a production gateway forwards only the config the contract names
+      forwardSimulate: !config.production,
     },
   })
   deps.lifecycle.onShutdown(() => voice.shutdown())

@@ -33,6 +33,8 @@ export interface VoiceServiceOptions {
   upstreamConnectTimeoutMs: number
   /** the sweep for rows a stopped instance left active: its period, and the youngest row it touches. @default 60000 */
   lostSweepMs?: number
+  /** a client's `config.simulate` (the simulator's directives) goes upstream; off in production. @default true */
+  forwardSimulate?: boolean
 }
 
 export interface VoiceServiceDeps {
@@ -213,6 +215,7 @@ export function createVoiceService(deps: VoiceServiceDeps) {
     pingIntervalMs: options.pingIntervalMs,
     idleTimeoutMs: options.idleTimeoutMs,
     connectTimeoutMs: options.upstreamConnectTimeoutMs,
+    forwardSimulate: options.forwardSimulate ?? true,
     relayed(direction, ms) {
       // voice_frames_relayed_total follows these counts (metrics.ts)
       latencyChild[direction].observe(ms / 1000)

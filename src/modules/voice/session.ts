@@ -72,6 +72,8 @@ export interface SessionContext {
   pingIntervalMs: number
   idleTimeoutMs: number
   connectTimeoutMs: number
+  /** whether a client's `config.simulate` goes upstream with the config */
+  forwardSimulate: boolean
   relayed(direction: 'upstream' | 'downstream', latencyMs: number): void
   dropped(direction: 'upstream' | 'downstream', frames: number): void
   storeUserText(session: VoiceSession, text: string): void
@@ -233,11 +235,9 @@ export class VoiceSession implements UpstreamEvents {
         if ('error' in applied) return this.invalid(applied.error)
         this.config = applied.config
         this.buildAudioPrefix()
-        // only the config and the simulator's `simulate` go upstream: ids and identity are the gateway's to say
-        this.toUpstream(
-          { type: 'config', session_id: this.id, conversation_id: this.conversationId, ...this.config, ...('simulate' in msg.msg && { simulate: msg.msg.simulate }) },
-          at,
-        )
+        // only the config (and, outside production, the simulator's `simulate`) goes upstream: ids and identity are the gateway's to say
+        const simulate = this.ctx.forwardSimulate && 'simulate' in msg.msg ? { simulate: msg.msg.simulate } : undefined
+        this.toUpstream({ type: 'config', session_id: this.id, conversation_id: this.conversationId, ...this.config, ...simulate }, at)
         this.toClient({ type: 'config_updated', session_id: this.id, config: this.config })
         return
       }
