@@ -34,10 +34,14 @@ describe('create, read, update, delete', () => {
     expect(row).toMatchObject({ tenantId: world.tenantId, userId: world.alice.id })
   })
 
-  test('POST without a title → an untitled conversation', async () => {
+  test('POST without a title, or with no body at all → an untitled conversation', async () => {
     const reply = await as(gw, world.alice).post(CONV, {})
     expect(reply.status).toBe(201)
     expect(reply.body.title).toBe('')
+    const bare = await as(gw, world.alice).send('POST', CONV)
+    expect([bare.status, bare.body.title]).toEqual([201, ''])
+    const declaredJson = await as(gw, world.alice).post(CONV, '')
+    expect([declaredJson.status, declaredJson.body.title]).toEqual([201, ''])
   })
 
   test('GET, PATCH title and status, then DELETE → 204 and its messages are gone', async () => {

@@ -28,13 +28,14 @@ export function conversationRoutes({ auth, conversations }: { auth: AuthPlugin; 
     .post(
       '/conversations',
       async ({ principal, body, set }) => {
-        const row = await conversations.create(principal, body.title)
+        const row = await conversations.create(principal, body?.title)
         set.status = 201
         return conversationView(row)
       },
       {
         auth: true,
-        body: CreateConversationBody,
+        // every field is optional, so no body at all is fine too: an untitled conversation
+        body: t.Optional(CreateConversationBody),
         response: { 201: ConversationView, ...errors },
         detail: { tags, summary: 'Start a conversation owned by the caller' },
       },
