@@ -10,12 +10,12 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TEST_JWT_SECRET, TEST_ADMIN_PASSWORD } from '../helpers/app'
-import type { TestUser } from '../helpers/identity'
+import { makeTenant, makeUser, type TestUser } from '../helpers/identity'
 import { freePort } from '../helpers/private-servers'
 import { bareEnv, type GatewayProcess, spawnGateway } from '../helpers/process'
 import { ci, createThrowawayDatabase, hasPostgres, hasRedis, redisUrl } from '../helpers/services'
 import { session, upgradeStatus } from '../voice/helpers'
-import { chatRequest, chatUser, eventually, listeningGateway, SseReader, type SseEvent } from './helpers'
+import { chatRequest, eventually, listeningGateway, SseReader, type SseEvent } from './helpers'
 
 if (ci && (!hasPostgres || !hasRedis)) throw new Error('crash.test needs Postgres and Redis under CI=true')
 
@@ -44,7 +44,8 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
       }),
     })
     await a.waitUntilListening()
-    user = await chatUser(b.gw)
+    // the checks below poll B for seconds: no request-rate limit may answer them (the stream quota stays at 4)
+    user = await makeUser(b.gw, { tenantId: await makeTenant(b.gw, { quotas: { requests_per_minute_per_user: 0, requests_per_minute: 0 } }) })
   }, 60_000)
   afterAll(async () => {
     if (a?.proc.exitCode === null) a.proc.kill('SIGKILL')
@@ -126,8 +127,11 @@ describe.skipIf(!hasPostgres || !hasRedis)('a holder killed mid-stream (Postgres
 
     // B's chat sweep gives the dead holder's questions a failed answer: with the text the follower was sent, or
     // empty where nobody followed (the dead holder never wrote its log)
-    const messagesOf = async (conversationId: string) =>
-      ((await (await fetch(`${b.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })).json()) as { items: Array<Record<string, unknown>> }).items
+    const messagesOf = async (conversationId: string) => {
+      const res = await fetch(`${b.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })
+      expect({ conversationId, status: res.status }).toEqual({ conversationId, status: 200 })
+      return ((await res.json()) as { items: Array<Record<string, unknown>> }).items
+    }
     const followerText = seen.filter((e) => e.event === 'generation_chunk').map((e) => e.data!.content as string).join('')
     await eventually(async () => (await messagesOf(followedConversation)).length === 2 && (await messagesOf(droppedConversation)).length === 2, 10_000)
     const [question, lostAnswer] = await messagesOf(followedConversation)
