@@ -87,11 +87,13 @@ export function chatRequest(user: TestUser, body: Record<string, unknown>, signa
   }
 }
 
-/** waits until `check` holds, polling */
+/** waits until `check` holds, polling from every 10 ms back to every 100 ms (a check that calls the API stays under its rate limit) */
 export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs
+  let pause = 10
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error('condition not met in time')
-    await Bun.sleep(10)
+    await Bun.sleep(pause)
+    pause = Math.min(100, pause * 1.5)
   }
 }
