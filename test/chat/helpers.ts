@@ -1,6 +1,7 @@
 /** A gateway listening on a real socket, and an SSE reader for its chat stream. */
 import { createTestApp, type TestApp } from '../helpers/app'
 import { makeTenant, makeUser, type TestUser } from '../helpers/identity'
+import { eventually as waitFor } from '../helpers/wait'
 
 export interface SseEvent {
   id?: number
@@ -87,13 +88,5 @@ export function chatRequest(user: TestUser, body: Record<string, unknown>, signa
   }
 }
 
-/** waits until `check` holds, polling from every 10 ms back to every 100 ms (a check that calls the API stays under its rate limit) */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let pause = 10
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await Bun.sleep(pause)
-    pause = Math.min(100, pause * 1.5)
-  }
-}
+/** waits until `check` holds (3 s by default for chat) */
+export const eventually = (check: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> => waitFor(check, timeoutMs)

@@ -109,16 +109,7 @@ export async function upgradeStatus(base: string, headers: Record<string, string
   return { status: res.status, code: body?.code, body }
 }
 
-/** waits until `check` holds, polling from every 10 ms back to every 100 ms (a check that calls the API stays under its rate limit) */
-export async function eventually(check: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms
-  let pause = 10
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await Bun.sleep(pause)
-    pause = Math.min(100, pause * 1.5)
-  }
-}
+export { eventually } from '../helpers/wait'
 
 /** a fake algorithm service: records every message and upgrade; `respond` answers each message */
 export interface FakeUpstream {

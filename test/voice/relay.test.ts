@@ -257,6 +257,9 @@ describe('an algorithm service that refuses or drops', () => {
       ['ALGO_SERVICE_ERROR', true],
       ['ALGO_SERVICE_ERROR', false],
     ])
+    // both carry the upgrade request's id
+    const ids = c.ofType('error').map((e) => e.request_id)
+    expect([typeof ids[0], ids[1]]).toEqual(['string', ids[0]])
     expect(dropping.stats.voiceSessionsStarted - before).toBe(2)
     await eventually(async () => {
       const row = (await (await fetch(`${b.base}/api/v2/voice/sessions/${c.init.session_id}`, { headers: ub.auth })).json()) as Msg

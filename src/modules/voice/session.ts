@@ -31,8 +31,8 @@ export const STATUS_OF: Record<EndReason, VoiceSessionStatus> = {
   internal_error: 'failed',
 }
 
-/** close code and the message sent just before it (none when the client is gone) */
-const CLOSING: Record<EndReason, { code: number; reason: string; message?: Record<string, unknown> }> = {
+/** close code and the message sent just before it (none when the client is gone): a notice, or an error's code and text */
+const CLOSING: Record<EndReason, { code: number; reason: string; message?: Record<string, unknown>; error?: [code: string, text: string] }> = {
   client_ended: { code: 1000, reason: 'session ended' },
   client_disconnected: { code: 1000, reason: 'session ended' },
   message_too_large: { code: 1009, reason: 'frame over 1 MiB' },
@@ -40,12 +40,8 @@ const CLOSING: Record<EndReason, { code: number; reason: string; message?: Recor
   shutdown: { code: 1001, reason: 'server shutting down', message: { type: 'session_ending', reason: 'shutdown', reconnect: true } },
   token_revoked: { code: 4401, reason: 'token revoked' },
   deleted: { code: 1000, reason: 'session ended by request', message: { type: 'session_ending', reason: 'deleted', reconnect: false } },
-  upstream_error: {
-    code: 1011,
-    reason: 'algorithm service unavailable',
-    message: { type: 'error', code: 'ALGO_SERVICE_ERROR', error: 'The voice service is unavailable' },
-  },
-  internal_error: { code: 1011, reason: 'internal error', message: { type: 'error', code: 'INTERNAL_ERROR', error: 'Internal error' } },
+  upstream_error: { code: 1011, reason: 'algorithm service unavailable', error: ['ALGO_SERVICE_ERROR', 'The voice service is unavailable'] },
+  internal_error: { code: 1011, reason: 'internal error', error: ['INTERNAL_ERROR', 'Internal error'] },
 }
 
 /** an upstream error's own code is relayed when it looks like one; otherwise the client reads ALGO_SERVICE_ERROR */
@@ -130,8 +126,7 @@ export class VoiceSession implements UpstreamEvents {
   private throttled = false
   private upstreamOpen = false
   private persisted = false
-  private initialized = false
-  /** what the client is sent before session_initialized waits here: that message is always the first */
+  /** what the client is sent before session_initialized waits here (that message is always the first); undefined once it went */
   private held: string[] | undefined = []
 
   constructor(
@@ -166,7 +161,12 @@ export class VoiceSession implements UpstreamEvents {
 
   /** the first message on every upstream socket, a reconnected one too: the session's current config */
   upstreamGreeting(): string {
-    return JSON.stringify({ type: 'config', session_id: this.id, conversation_id: this.conversationId, ...this.config })
+    return JSON.stringify(this.configMessage())
+  }
+
+  /** the config as the upstream hears it: ids and identity are the gateway's to say, never the client's */
+  private configMessage(extra?: Record<string, unknown>): Record<string, unknown> {
+    return { type: 'config', session_id: this.id, conversation_id: this.conversationId, ...this.config, ...extra }
   }
 
   upstreamFailed(kind: UpstreamFailure): void {
@@ -207,9 +207,8 @@ export class VoiceSession implements UpstreamEvents {
   }
 
   private maybeInitialize(): void {
-    if (this.initialized || this.ended || !this.persisted || !this.upstreamOpen) return
-    this.initialized = true
-    const held = this.held!
+    const held = this.held
+    if (!held || this.ended || !this.persisted || !this.upstreamOpen) return
     this.held = undefined
     this.toClient({
       type: 'session_initialized',
@@ -235,9 +234,9 @@ export class VoiceSession implements UpstreamEvents {
         if ('error' in applied) return this.invalid(applied.error)
         this.config = applied.config
         this.buildAudioPrefix()
-        // only the config (and, outside production, the simulator's `simulate`) goes upstream: ids and identity are the gateway's to say
+        // only the config (and, outside production, the simulator's `simulate`) goes upstream
         const simulate = this.ctx.forwardSimulate && 'simulate' in msg.msg ? { simulate: msg.msg.simulate } : undefined
-        this.toUpstream({ type: 'config', session_id: this.id, conversation_id: this.conversationId, ...this.config, ...simulate }, at)
+        this.toUpstream(this.configMessage(simulate), at)
         this.toClient({ type: 'config_updated', session_id: this.id, config: this.config })
         return
       }
@@ -428,7 +427,8 @@ export class VoiceSession implements UpstreamEvents {
     // the client's socket is closed already for these two
     if (reason !== 'client_disconnected' && reason !== 'message_too_large') {
       try {
-        if (closing.message) this.client.send(JSON.stringify({ ...closing.message, session_id: this.id, ...(closing.message.type === 'error' && { request_id: this.requestId }) }))
+        const last = closing.error ? this.error(...closing.error) : closing.message && { ...closing.message, session_id: this.id }
+        if (last) this.client.send(JSON.stringify(last))
         this.client.close(closing.code, closing.reason)
       } catch {
         // the client is already gone
