@@ -26,6 +26,30 @@ const outstanding = (p: ReturnType<typeof pool>) => p.health()[0]!.outstanding
 const closed = () => waitFor(() => sim.stats.queriesOpen === 0, 'the upstream request to close', 1000)
 
 describe('upstream stream', () => {
+  test('keep-alive: streams read to the end, one after another, reuse one upstream connection', async () => {
+    const ports: number[] = []
+    const fake = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      fetch(req, server) {
+        ports.push(server.requestIP(req)!.port)
+        return new Response('{"type":"generation_chunk","content":"a"}\n{"type":"generation_done"}\n', { headers: { 'Content-Type': 'application/x-ndjson' } })
+      },
+    })
+    try {
+      const p = createUpstreamPool({ urls: [`http://127.0.0.1:${fake.port}`], firstByteTimeoutMs: 1000, idleTimeoutMs: 1000, healthIntervalMs: 0, userAgent: 'test' })
+      for (let i = 0; i < 5; i++) {
+        const stream = await p.query({ body: { i }, requestId: `req_${i}`, signal: live() })
+        expect(await collect(each(stream.batches))).toHaveLength(2)
+      }
+      expect(ports).toHaveLength(5)
+      expect(new Set(ports).size).toBe(1)
+      p.close()
+    } finally {
+      await fake.stop(true)
+    }
+  })
+
   test('sends the contract headers and the JSON body', async () => {
     let seen: { headers: Headers; body: unknown } | undefined
     const fake = Bun.serve({
