@@ -20,7 +20,7 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
 
   beforeAll(async () => {
     database = await createThrowawayDatabase()
-    const env = { DATABASE_URL: database.url, REDIS_URL: redisUrl, CHAT_PING_INTERVAL_MS: '100', CHAT_DISCONNECT_GRACE_S: '1' }
+    const env = { DATABASE_URL: database.url, REDIS_URL: redisUrl, CHAT_PING_INTERVAL_MS: '100', CHAT_DISCONNECT_GRACE_S: '2' }
     a = await listeningGateway(env)
     b = await listeningGateway(env)
     user = await chatUser(a.gw)
@@ -111,7 +111,7 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
     const first = new SseReader(await post(a, { message: 'gone [[sim chunks=400 delay_ms=20]]', request_id: id }, user, ctrl.signal))
     await first.until('generation_chunk')
     ctrl.abort()
-    await eventually(() => open() === 0, 4000)
+    await eventually(() => open() === 0, 6000)
     const late = events(await new SseReader(await resume(b, id, 0)).rest())
     expect(late.at(-1)!.data).toEqual({ request_id: id, reason: 'client_disconnected' })
   })
@@ -127,10 +127,12 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
     const res = await fetch(`${b.base}/api/v2/chat/stream/${id}`, { headers: user.auth, signal: again.signal })
     const second = new SseReader(res)
     await second.until('generation_chunk')
-    await Bun.sleep(1200) // longer than the grace: B's watcher keeps it alive
+    // longer than the grace: B's watcher keeps it alive (a 2 s grace: with 1 s this failed once under CI load,
+    // the stream already cancelled here; the cause is not pinned down)
+    await Bun.sleep(2300)
     expect(open()).toBe(1)
     again.abort()
-    await eventually(() => open() === 0, 4000)
+    await eventually(() => open() === 0, 6000)
   })
 
   test('concurrent_streams_per_user counts streams on every instance; a re-POST of the live one attaches, uncounted', async () => {
