@@ -669,10 +669,18 @@ export function createChatService(deps: ChatServiceDeps) {
       feed.push(formatEvent(id, 'error', { code: 'STREAM_ERROR', error: 'The stream was lost', request_id: requestId }))
       feed.push(formatEvent(id + 1, 'stream_end', { request_id: requestId, lines_processed: 0, duration_ms: 0, timestamp: unixSeconds() }))
     }
+    /** the claim, or `unknown` when the store did not answer: that says nothing about the holder, so ask again later */
+    const checkClaim = () =>
+      readClaim(tenantId, requestId).catch((err: unknown) => {
+        logger.warn({ err, request_id: requestId }, 'could not check on a chat stream held elsewhere: checking again later')
+        return 'unknown' as const
+      })
     await announce('watch')
     await fillFromLog()
-    const claim = await readClaim(tenantId, requestId).catch(() => undefined)
-    if (!claim || claim.state === 'ended') {
+    const claim = await checkClaim()
+    if (claim === 'unknown') {
+      // the ticker checks again after FOLLOWER_CHECK_MS
+    } else if (!claim || claim.state === 'ended') {
       // the holder writes the whole log before the claim says ended: read it again, it may have ended meanwhile
       await fillFromLog()
       endAt = feed.events.length
@@ -691,8 +699,8 @@ export function createChatService(deps: ChatServiceDeps) {
       }
       if (now() - heardAt < FOLLOWER_CHECK_MS) return
       heardAt = now()
-      const c = await readClaim(tenantId, requestId).catch(() => undefined)
-      if (c?.state === 'live' && !(await holderGone(c))) return
+      const c = await checkClaim()
+      if (c === 'unknown' || (c?.state === 'live' && !(await holderGone(c)))) return
       await fillFromLog()
       if (!c || c.state === 'live') lost()
       feed.finish()
