@@ -114,6 +114,18 @@ describe('upstream stream', () => {
     expect(n).toBe(45)
   })
 
+  test('Bun trap: a fetch Response nothing refers to is collected mid-body and its connection closed (why the pool holds it)', async () => {
+    // read one chunk, then keep neither the Response nor its reader: as a client that stops reading for a while
+    const readOneAndForget = async () => {
+      const res = await fetch(`${sim.url}/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ask('chunks=400 delay_ms=10')) })
+      await res.body!.getReader().read()
+    }
+    await readOneAndForget()
+    expect(sim.stats.queriesOpen).toBe(1)
+    // the simulator sees its request aborted long before the answer's 4 s are over
+    await waitFor(() => (Bun.gc(true), sim.stats.queriesOpen === 0), 'the collected response to close its upstream request', 2000)
+  })
+
   test('no first line within firstByteTimeoutMs → ALGO_TIMEOUT, and the request is closed', async () => {
     const p = pool({ firstByteTimeoutMs: 200 })
     const started = Date.now()
