@@ -1,7 +1,8 @@
 /**
- * A resumed stream followed from another instance survives a Redis that stops answering for a moment: the
- * follower's check of the holder fails, and that is not taken for the stream being lost. Two gateways on a
- * private redis-server this file freezes (SIGSTOP) and thaws, one Postgres.
+ * Chat streams through a Redis that stops answering for a moment (a private redis-server this file freezes with
+ * SIGSTOP and thaws): the holder's client gets every event and the answer is stored; a follower on another
+ * instance does not take its failed check on the holder for the stream being lost; what the holder wrote into the
+ * frozen socket at the end lands, so a later replay is whole. Two gateways, one Postgres.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { TestApp } from '../helpers/app'
@@ -13,7 +14,7 @@ import { chatRequest, chatUser, listeningGateway, SseReader } from './helpers'
 const hasRedisBinary = Bun.which('redis-server') !== null
 if (ci && (!hasPostgres || !hasRedisBinary)) throw new Error('store-blip.test needs Postgres and redis-server under CI=true')
 
-describe.skipIf(!hasPostgres || !hasRedisBinary)('a follower on another instance through a Redis blip', () => {
+describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two instances)', () => {
   let redis: RedisServer
   let database: { url: string; drop: () => Promise<void> }
   let a: { gw: TestApp; base: string }
@@ -63,5 +64,47 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('a follower on another instance
     expect(named(seenByB).at(-1)!.event).toBe('stream_end')
     // the follower got what the holder's own client got, event for event
     expect(named(seenByB).map((e) => [e.id, e.event, e.data])).toEqual(named(seenByA).map((e) => [e.id, e.event, e.data]))
+  }, 30_000)
+
+  test("Redis frozen mid-stream: the holder's own client gets every chunk and stream_end, and the answer is stored whole", async () => {
+    const reader = new SseReader(await fetch(`${a.base}/api/v2/chat/stream`, chatRequest(user, { message: 'steady [[sim chunks=100 delay_ms=20]]' })))
+    const conversationId = (await reader.until('stream_start')).data!.conversation_id as string
+    await reader.until('generation_chunk')
+    redis.freeze(true)
+    await Bun.sleep(1500)
+    redis.freeze(false)
+    const seen = (await reader.rest()).filter((e) => e.event)
+    expect(seen.map((e) => e.id)).toEqual(seen.map((_, i) => i))
+    expect(seen.filter((e) => e.event === 'error')).toEqual([])
+    const chunks = seen.filter((e) => e.event === 'generation_chunk')
+    expect(chunks).toHaveLength(100)
+    expect(seen.at(-1)!.event).toBe('stream_end')
+    const res = await fetch(`${a.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })
+    expect(res.status).toBe(200)
+    const [, answer] = ((await res.json()) as { items: Array<Record<string, unknown>> }).items
+    expect(answer).toMatchObject({ role: 'assistant', status: 'completed', content: chunks.map((e) => e.data!.content).join('') })
+  }, 30_000)
+
+  test('Redis frozen for 2 s as the stream ends: stream_end comes at once, the answer is stored, and B replays the whole stream once Redis is back', async () => {
+    const reader = new SseReader(await fetch(`${a.base}/api/v2/chat/stream`, chatRequest(user, { message: 'ending [[sim chunks=10 delay_ms=20]]' })))
+    const conversationId = (await reader.until('stream_start')).data!.conversation_id as string
+    await reader.until('generation_chunk')
+    redis.freeze(true)
+    const frozenAt = performance.now()
+    const thawed = Bun.sleep(2000).then(() => redis.freeze(false))
+    try {
+      const seen = (await reader.rest()).filter((e) => e.event)
+      expect(seen.at(-1)!.event).toBe('stream_end')
+      expect(performance.now() - frozenAt).toBeLessThan(1500)
+    } finally {
+      await thawed
+    }
+    const res = await fetch(`${a.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })
+    const [, answer] = ((await res.json()) as { items: Array<Record<string, unknown>> }).items
+    expect(answer).toMatchObject({ role: 'assistant', status: 'completed' })
+    // once Redis is back, B replays the whole stream: what the holder wrote into the frozen socket landed
+    const rid = reader.seen[0]!.data!.request_id as string
+    const replay = (await new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${rid}`, { headers: user.auth })).rest()).filter((e) => e.event)
+    expect(replay.map((e) => [e.id, e.event, e.data])).toEqual(reader.seen.filter((e) => e.event).map((e) => [e.id, e.event, e.data]))
   }, 30_000)
 })
