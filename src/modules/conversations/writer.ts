@@ -63,15 +63,18 @@ export function storableJson(rows: unknown): string {
 
 /**
  * One statement text whatever the batch size: the rows arrive as one JSON array ($1), so the driver serialises
- * one parameter instead of fifteen per row and the server parses the same short text every time.
+ * one parameter instead of fifteen per row and the server parses the same short text every time. A message
+ * already stored (a write tried again after a failure whose commit may have happened) counts as written and
+ * is neither inserted nor counted again.
  */
 const STATEMENT = `
-    with v as (
+    with given as (
       select * from json_to_recordset($1::text::json) as x(
         id text, tenant_id text, conversation_id text, user_id text, role text, content text, modality text,
         status text, "references" jsonb, usage jsonb, ttft_ms integer, duration_ms integer, request_id text,
         created_at timestamptz, new_title text)
     ),
+    v as (select * from given where not exists (select 1 from messages m where m.id = given.id)),
     news as (select distinct tenant_id, conversation_id from v where new_title is not null),
     created as (
       insert into conversations (id, tenant_id, user_id, title, created_at, updated_at, last_message_at, message_count)
@@ -92,12 +95,16 @@ const STATEMENT = `
       ) b
       where c.tenant_id = b.tenant_id and c.id = b.conversation_id
       returning c.tenant_id, c.id
+    ),
+    ins as (
+      insert into messages (id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at)
+      select id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at
+      from v
+      where (tenant_id, conversation_id) in (select tenant_id, id from created union all select tenant_id, id from bumped)
+      returning id
     )
-    insert into messages (id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at)
-    select id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at
-    from v
-    where (tenant_id, conversation_id) in (select tenant_id, id from created union all select tenant_id, id from bumped)
-    returning id`
+    select id from ins
+    union all select id from given where exists (select 1 from messages m where m.id = given.id)`
 
 export function createMessageWriter({ db }: { db: DatabaseHandle }) {
   let queue: Pending[] = []
