@@ -161,6 +161,26 @@ export function pgErrorCode(err: unknown): string | undefined {
   return undefined
 }
 
+/** how a driver says the server could not be reached or went away: nothing is wrong with the query */
+const UNREACHABLE = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND',
+  'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT',
+])
+
+/**
+ * A failure worth trying again later: the connection failed (refused, reset, closed, timed out), or the server
+ * is shutting down or starting (SQLSTATE class 08, 57P01–57P03). Looks through Drizzle's `cause` chain.
+ */
+export function isDatabaseUnreachable(err: unknown): boolean {
+  let e = err
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && (UNREACHABLE.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code))) return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
+}
+
 /**
  * Rejects after `ms` if `work` has not settled. The loser keeps running (postgres.js gives up on its own after
  * connect_timeout); Promise.race has subscribed to it, so its late rejection is not unhandled.

@@ -1,0 +1,79 @@
+/**
+ * A chat answer that ends while Postgres is away (a private server this file stops and starts again) is not
+ * lost: the client still gets its ending, and the answer is stored, whole, once Postgres is back.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import type { TestApp } from '../helpers/app'
+import type { TestUser } from '../helpers/identity'
+import { type PrivateServer, privatePostgresAvailable, startPrivatePostgres } from '../helpers/private-servers'
+import { ci } from '../helpers/services'
+import { chatRequest, chatUser, eventually, listeningGateway, SseReader } from './helpers'
+
+if (ci && !privatePostgresAvailable) throw new Error('db-blip.test needs the Postgres 15 binaries under CI=true')
+
+describe.skipIf(!privatePostgresAvailable)('chat answers through a Postgres restart', () => {
+  let pg: PrivateServer
+  let gw: { gw: TestApp; base: string }
+  let user: TestUser
+
+  beforeAll(async () => {
+    pg = await startPrivatePostgres()
+    gw = await listeningGateway({ DATABASE_URL: pg.url })
+    user = await chatUser(gw.gw)
+  }, 60_000)
+  afterAll(async () => {
+    await gw?.gw.app.stop(true)
+    await gw?.gw.close()
+    await pg?.destroy()
+  })
+
+  const messages = async (conversationId: string) => {
+    const res = await fetch(`${gw.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })
+    return res.status === 200 ? ((await res.json()) as { items: Array<Record<string, unknown>> }).items : []
+  }
+
+  test('Postgres stopped mid-stream and back 2 s later: stream_end as usual, the answer stored whole, once', async () => {
+    const reader = new SseReader(await fetch(`${gw.base}/api/v2/chat/stream`, chatRequest(user, { message: 'outage [[sim chunks=20 delay_ms=20]]' })))
+    const conversationId = (await reader.until('stream_start')).data!.conversation_id as string
+    await reader.until('generation_chunk')
+    await pg.stop()
+    const seen = (await reader.rest()).filter((e) => e.event)
+    // the client is not kept waiting for the database
+    expect(seen.at(-1)!.event).toBe('stream_end')
+    await Bun.sleep(2000)
+    await pg.start()
+    const text = seen.filter((e) => e.event === 'generation_chunk').map((e) => e.data!.content).join('')
+    let items: Array<Record<string, unknown>> = []
+    await eventually(async () => (items = await messages(conversationId)).length === 2, 20_000)
+    expect(items.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'completed'],
+      ['assistant', 'completed'],
+    ])
+    expect(items[1]!.content).toBe(text)
+    // stored once, counted once
+    const conversation = await (await fetch(`${gw.base}/api/v2/conversations/${conversationId}`, { headers: user.auth })).json()
+    expect(conversation).toMatchObject({ message_count: 2 })
+    const said = gw.gw.logs.filter((l) => l.request_id === seen[0]!.data!.request_id).map((l) => l.msg)
+    expect(said).toContain('could not store the assistant message yet: the database is unreachable; trying again')
+    expect(said).toContain('assistant message stored on a later try')
+    expect(said).not.toContain('could not store the assistant message')
+  }, 60_000)
+
+  test('shutting down while an answer waits for Postgres: one last try, then the gateway stops at once (no minute-long wait)', async () => {
+    const other = await listeningGateway({ DATABASE_URL: pg.url })
+    const reader = new SseReader(await fetch(`${other.base}/api/v2/chat/stream`, chatRequest(user, { message: 'bye [[sim chunks=5 delay_ms=20]]' })))
+    const requestId = (await reader.until('stream_start')).data!.request_id as string
+    await pg.stop()
+    try {
+      expect((await reader.rest()).filter((e) => e.event).at(-1)!.event).toBe('stream_end')
+      await other.gw.app.stop(true)
+      const started = performance.now()
+      await other.gw.close()
+      expect(performance.now() - started).toBeLessThan(5000)
+      // the answer is given up on, and said so
+      expect(other.gw.logs.filter((l) => l.request_id === requestId).map((l) => [l.level, l.msg])).toContainEqual(['error', 'could not store the assistant message'])
+    } finally {
+      await pg.start()
+    }
+  }, 60_000)
+})
