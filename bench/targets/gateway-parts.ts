@@ -26,7 +26,7 @@ const parts = new Set((process.env.GATEWAY_PARTS ?? '').split('+').filter(Boolea
 const config = loadConfig(process.env)
 const deps = await createDeps(config)
 const app = createApp(deps)
-const noWriter: MessageWriter = { append: async () => {}, start: async () => {} }
+const noWriter: MessageWriter = { append: async () => {}, start: async () => {}, appendLater: async () => {}, stopRetrying: async () => {} }
 const chat = createChatService({
   conversations: createConversationService({ db: deps.db.db }),
   writer: parts.has('db') ? createMessageWriter({ db: deps.db }) : noWriter,

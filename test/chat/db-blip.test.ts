@@ -1,17 +1,19 @@
 /**
  * A chat answer that ends while Postgres is away (a private server this file stops and starts again) is not
- * lost: the client still gets its ending, and the answer is stored, whole, once Postgres is back.
+ * lost: the client still gets its ending, and the answer is stored, whole, once Postgres is back. The same for
+ * a voice session's transcript.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { TestApp } from '../helpers/app'
 import type { TestUser } from '../helpers/identity'
 import { type PrivateServer, privatePostgresAvailable, startPrivatePostgres } from '../helpers/private-servers'
 import { ci } from '../helpers/services'
+import { session } from '../voice/helpers'
 import { chatRequest, chatUser, eventually, listeningGateway, SseReader } from './helpers'
 
 if (ci && !privatePostgresAvailable) throw new Error('db-blip.test needs the Postgres 15 binaries under CI=true')
 
-describe.skipIf(!privatePostgresAvailable)('chat answers through a Postgres restart', () => {
+describe.skipIf(!privatePostgresAvailable)('chat answers and voice transcripts through a Postgres restart', () => {
   let pg: PrivateServer
   let gw: { gw: TestApp; base: string }
   let user: TestUser
@@ -57,6 +59,28 @@ describe.skipIf(!privatePostgresAvailable)('chat answers through a Postgres rest
     expect(said).toContain('could not store the assistant message yet: the database is unreachable; trying again')
     expect(said).toContain('assistant message stored on a later try')
     expect(said).not.toContain('could not store the assistant message')
+  }, 60_000)
+
+  test('a voice turn while Postgres is away: the session goes on, the transcript is stored once Postgres is back', async () => {
+    const c = await session(gw.base.replace('http', 'ws'), { headers: user.auth })
+    await pg.stop()
+    try {
+      for (let i = 0; i < 3; i++) c.ws.send(Buffer.alloc(640, i))
+      c.send({ type: 'stop' })
+      await c.waitForType('tts_complete')
+      await Bun.sleep(1000)
+    } finally {
+      await pg.start()
+    }
+    const final = c.ofType('asr_final')[0]!
+    const answer = c.ofType('llm_response_chunk').map((m) => m.content).join('')
+    let items: Array<Record<string, unknown>> = []
+    await eventually(async () => (items = await messages(c.init.conversation_id)).length === 2, 20_000)
+    expect(items.map((m) => [m.role, m.content, m.modality])).toEqual([
+      ['user', final.text, 'voice'],
+      ['assistant', answer, 'voice'],
+    ])
+    c.ws.close()
   }, 60_000)
 
   test('shutting down while an answer waits for Postgres: one last try, then the gateway stops at once (no minute-long wait)', async () => {

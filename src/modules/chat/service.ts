@@ -48,8 +48,6 @@ const LIVE_ENTRY_TTL_MS = 60_000
 const REPLAY_MAX_BYTES = 256 * 1024 * 1024
 /** a follower checks the holder is still there (its claim, its instance's presence) when it has heard nothing for this long */
 const FOLLOWER_CHECK_MS = 3_000
-/** how long an answer whose write met an unreachable database is tried again */
-const ANSWER_RETRY_MS = 60_000
 
 /** `admin_ended`: DELETE /api/v2/admin/sessions/:id */
 export type StopReason = 'client_cancelled' | 'client_disconnected' | 'token_revoked' | 'shutdown' | 'admin_ended'
@@ -183,20 +181,6 @@ function upstreamFailure(err: unknown): { code: string; error: string } | undefi
   return undefined
 }
 
-/** resolves after `ms`, or at once when `signal` aborts */
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve()
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
-}
-
 /** the chunk text of a generation_chunk line (`content`, or `delta`) */
 export function chunkText(line: Record<string, unknown>): string {
   const text = line.content ?? line.delta
@@ -266,33 +250,16 @@ export function createChatService(deps: ChatServiceDeps) {
 
   // ---- an answer whose write met an unreachable database: the stream ends as usual, the write is tried again
 
-  /** the background writes under way: shutdown waits for them (they stop waiting once it begins) */
-  const retrying = new Set<Promise<void>>()
-  const shuttingDown = new AbortController()
-
-  function answerNotStored(conversation: ConversationRef, answer: AppendMessage, err: unknown, firstTry: boolean): void {
+  function answerNotStored(conversation: ConversationRef, answer: AppendMessage & { id: string }, err: unknown, firstTry: boolean): void {
     const context = { request_id: answer.requestId, conversation_id: conversation.id }
     // the owner deleted the conversation while it streamed: nothing is wrong with the gateway
     if (err instanceof AppError && err.status === 404) return void logger.warn(context, 'answer not stored: the conversation was deleted')
     if (!firstTry || !isDatabaseUnreachable(err)) return void logger.error({ err, ...context }, 'could not store the assistant message')
     logger.warn({ err, ...context }, 'could not store the assistant message yet: the database is unreachable; trying again')
-    const work = storeLater(conversation, answer).finally(() => retrying.delete(work))
-    retrying.add(work)
-  }
-
-  /** tries again with backoff for ANSWER_RETRY_MS; at shutdown, once more at once */
-  async function storeLater(conversation: ConversationRef, answer: AppendMessage): Promise<void> {
-    const giveUpAt = now() + ANSWER_RETRY_MS
-    for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 8_000)) {
-      await abortableSleep(waitMs, shuttingDown.signal)
-      try {
-        await writer.append(conversation, answer)
-        return void logger.info({ request_id: answer.requestId, conversation_id: conversation.id }, 'assistant message stored on a later try')
-      } catch (err) {
-        const again = isDatabaseUnreachable(err) && !shuttingDown.signal.aborted && now() < giveUpAt
-        if (!again) return answerNotStored(conversation, answer, err, false)
-      }
-    }
+    writer.appendLater(conversation, answer).then(
+      () => logger.info(context, 'assistant message stored on a later try'),
+      (later: unknown) => answerNotStored(conversation, answer, later, false),
+    )
   }
 
   const watchHooks = (run: Run) => ({ attached: () => cancelGrace(run), detached: () => maybeGrace(run) })
@@ -482,7 +449,7 @@ export function createChatService(deps: ChatServiceDeps) {
     /** stores the assistant's message once, with exactly the text of the events sent */
     async function persist(status: 'completed' | 'failed' | 'cancelled'): Promise<void> {
       if (!questionStored) return
-      const answer: AppendMessage = {
+      const answer: AppendMessage & { id: string } = {
         id: messageId,
         role: 'assistant',
         content: text,
@@ -879,8 +846,7 @@ export function createChatService(deps: ChatServiceDeps) {
       if (left > 0) await Promise.race([finished, Bun.sleep(left)])
       for (const run of running()) run.stop('shutdown')
       await Promise.all([...runs.values()].map((r) => r.done))
-      shuttingDown.abort()
-      await Promise.all(retrying)
+      await writer.stopRetrying()
       const unsubscribe = await control
       await unsubscribe?.()
     },

@@ -9,13 +9,15 @@
  * and inserts each message only if its conversation was created or bumped — a conversation deleted meanwhile
  * (or another tenant's) stores nothing, and that write alone fails with 404.
  */
-import { type DatabaseHandle, rawQuery } from '../../db'
+import { type DatabaseHandle, isDatabaseUnreachable, rawQuery } from '../../db'
 import { newId } from '../../lib/ids'
 import { storableReplacer, SUSPECT_ESCAPE } from '../../lib/storable'
 import { type AppendMessage, conversationErrors } from './service'
 
 /** rows per statement (one JSON parameter holds them all) */
 const MAX_BATCH = 256
+/** how long a message whose write met an unreachable database is tried again */
+const RETRY_FOR_MS = 60_000
 
 interface Pending {
   messageId: string
@@ -106,9 +108,26 @@ const STATEMENT = `
     select id from ins
     union all select id from given where exists (select 1 from messages m where m.id = given.id)`
 
+/** resolves after `ms`, or at once when `signal` aborts */
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
 export function createMessageWriter({ db }: { db: DatabaseHandle }) {
   let queue: Pending[] = []
   let writing = false
+  /** writes tried again in the background (appendLater), and what tells them to stop waiting */
+  const retrying = new Set<Promise<void>>()
+  const stopping = new AbortController()
 
   async function drain(): Promise<void> {
     writing = true
@@ -144,6 +163,34 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
     /** stores a message in an existing conversation; 404 if it is gone */
     append(conversation: { id: string; tenantId: string }, input: AppendMessage): Promise<void> {
       return enqueue({ messageId: input.id ?? newId('msg'), tenantId: conversation.tenantId, conversationId: conversation.id, input })
+    },
+
+    /**
+     * stores a message whose first write met an unreachable database (`isDatabaseUnreachable`): tries again with
+     * backoff for a minute, once more at once after `stopRetrying`; rejects with the last error when it gives up.
+     * The message's id must be set, so that a try whose commit did happen is not stored twice.
+     */
+    appendLater(conversation: { id: string; tenantId: string }, input: AppendMessage & { id: string }): Promise<void> {
+      const work = (async () => {
+        const giveUpAt = Date.now() + RETRY_FOR_MS
+        for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 8_000)) {
+          await abortableSleep(waitMs, stopping.signal)
+          try {
+            return await enqueue({ messageId: input.id, tenantId: conversation.tenantId, conversationId: conversation.id, input })
+          } catch (err) {
+            if (!isDatabaseUnreachable(err) || stopping.signal.aborted || Date.now() >= giveUpAt) throw err
+          }
+        }
+      })()
+      retrying.add(work)
+      void work.finally(() => retrying.delete(work)).catch(() => {})
+      return work
+    },
+
+    /** shutdown: the writes tried again in the background try once more at once; resolves when they are done */
+    async stopRetrying(): Promise<void> {
+      stopping.abort()
+      await Promise.allSettled([...retrying])
     },
 
     /** creates the conversation `id` (owned by `userId`) with its first message; the caller checked the permission */

@@ -5,7 +5,7 @@
  * instances), ending a session wherever it runs, and shutdown. Framework-free.
  */
 import { and, desc, eq, inArray, lt, type SQL } from 'drizzle-orm'
-import type { Database } from '../../db'
+import { type Database, isDatabaseUnreachable } from '../../db'
 import { type VoiceSession as VoiceSessionRow, voiceSessions } from '../../db/schema'
 import { AppError } from '../../errors'
 import type { PageRequest } from '../../http/models'
@@ -202,11 +202,17 @@ export function createVoiceService(deps: VoiceServiceDeps) {
   }
 
 
+  /** a transcript line; one whose write meets an unreachable database is tried again in the background */
   function storeMessage(session: VoiceSession, role: 'user' | 'assistant', content: string, status: 'completed' | 'cancelled'): void {
+    const conversation = { id: session.conversationId, tenantId: session.tenantId }
+    const message = { id: newId('msg'), role, content, modality: 'voice' as const, status, userId: session.userId }
+    const notStored = (err: unknown) => logger.warn({ err, session_id: session.id }, 'voice transcript not stored')
     track(
-      writer
-        .append({ id: session.conversationId, tenantId: session.tenantId }, { role, content, modality: 'voice', status, userId: session.userId })
-        .catch((err: unknown) => logger.warn({ err, session_id: session.id }, 'voice transcript not stored')),
+      writer.append(conversation, message).catch((err: unknown) => {
+        if (!isDatabaseUnreachable(err)) return notStored(err)
+        logger.warn({ err, session_id: session.id }, 'voice transcript not stored yet: the database is unreachable; trying again')
+        return writer.appendLater(conversation, message).then(() => logger.info({ session_id: session.id }, 'voice transcript stored on a later try'), notStored)
+      }),
     )
   }
 
@@ -460,6 +466,8 @@ export function createVoiceService(deps: VoiceServiceDeps) {
     async shutdown(): Promise<void> {
       closing = true
       clearInterval(sweeper)
+      // transcript lines waiting for the database try once more as they come, not for a minute
+      const retried = writer.stopRetrying()
       for (const s of [...sessions.values()]) s.end('shutdown')
       for (const key of [...bridges.keys()]) {
         const bridge = bridges.get(key)!
@@ -469,7 +477,7 @@ export function createVoiceService(deps: VoiceServiceDeps) {
       bridges.clear()
       if (ticker) clearInterval(ticker)
       ticker = undefined
-      await Promise.all([...pending])
+      await Promise.all([...pending, retried])
       await (await control)?.()
     },
   }
