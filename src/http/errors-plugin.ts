@@ -3,7 +3,7 @@
  * every failure into the contract's body {error, code, request_id, details?}.
  */
 import { Elysia, type ValidationError } from 'elysia'
-import { pgErrorCode } from '../db'
+import { isDatabaseUnreachable, pgErrorCode } from '../db'
 import { AppError, errorBody } from '../errors'
 import type { Logger } from '../observability/logger'
 import { checkDeclaredLength, createJsonBodyParser } from './body'
@@ -94,6 +94,13 @@ function toAppError(
       const sqlState = pgErrorCode(error)
       if (sqlState === '22021' || sqlState === '22P05') {
         return new AppError(400, 'VALIDATION_FAILED', 'Text must not contain NUL characters (\\u0000)', undefined, { cause: error })
+      }
+      // Postgres went away (refused, reset, shutting down): a retryable 503, not an internal error
+      if (isDatabaseUnreachable(error)) {
+        return new AppError(503, 'SERVICE_UNAVAILABLE', 'The database cannot be reached right now; try again shortly', undefined, {
+          cause: error,
+          headers: { 'retry-after': '1' },
+        })
       }
       const status = typeof code === 'number' ? code : 500
       if (status >= 400 && status < 500) {
