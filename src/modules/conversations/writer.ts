@@ -65,18 +65,15 @@ export function storableJson(rows: unknown): string {
 
 /**
  * One statement text whatever the batch size: the rows arrive as one JSON array ($1), so the driver serialises
- * one parameter instead of fifteen per row and the server parses the same short text every time. A message
- * already stored (a write tried again after a failure whose commit may have happened) counts as written and
- * is neither inserted nor counted again.
+ * one parameter instead of fifteen per row and the server parses the same short text every time.
  */
 const STATEMENT = `
-    with given as (
+    with v as (
       select * from json_to_recordset($1::text::json) as x(
         id text, tenant_id text, conversation_id text, user_id text, role text, content text, modality text,
         status text, "references" jsonb, usage jsonb, ttft_ms integer, duration_ms integer, request_id text,
         created_at timestamptz, new_title text)
     ),
-    v as (select * from given where not exists (select 1 from messages m where m.id = given.id)),
     news as (select distinct tenant_id, conversation_id from v where new_title is not null),
     created as (
       insert into conversations (id, tenant_id, user_id, title, created_at, updated_at, last_message_at, message_count)
@@ -97,16 +94,12 @@ const STATEMENT = `
       ) b
       where c.tenant_id = b.tenant_id and c.id = b.conversation_id
       returning c.tenant_id, c.id
-    ),
-    ins as (
-      insert into messages (id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at)
-      select id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at
-      from v
-      where (tenant_id, conversation_id) in (select tenant_id, id from created union all select tenant_id, id from bumped)
-      returning id
     )
-    select id from ins
-    union all select id from given where exists (select 1 from messages m where m.id = given.id)`
+    insert into messages (id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at)
+    select id, tenant_id, conversation_id, user_id, role, content, modality, status, "references", usage, ttft_ms, duration_ms, request_id, created_at
+    from v
+    where (tenant_id, conversation_id) in (select tenant_id, id from created union all select tenant_id, id from bumped)
+    returning id`
 
 /** resolves after `ms`, or at once when `signal` aborts */
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -148,6 +141,11 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
     }
   }
 
+  /** a plain statement, planned with the table's current statistics (off the batch path: retries only) */
+  async function stored(messageId: string): Promise<boolean> {
+    return (await rawQuery(db, 'select 1 from messages where id = $1', [messageId])).length > 0
+  }
+
   function enqueue(p: Omit<Pending, 'resolve' | 'reject' | 'createdAt'>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       queue.push({ ...p, createdAt: new Date(), resolve, reject })
@@ -176,6 +174,8 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
         for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 8_000)) {
           await abortableSleep(waitMs, stopping.signal)
           try {
+            // the try that failed may have committed all the same (the reply was lost): then it is stored
+            if (await stored(input.id)) return
             return await enqueue({ messageId: input.id, tenantId: conversation.tenantId, conversationId: conversation.id, input })
           } catch (err) {
             if (!isDatabaseUnreachable(err) || stopping.signal.aborted || Date.now() >= giveUpAt) throw err
