@@ -185,6 +185,37 @@ export function isDatabaseUnreachable(err: unknown): boolean {
 }
 
 /**
+ * After a first try that failed on an unreachable database: waits (250 ms, doubling to 8 s) and tries `work`
+ * again while it fails that way, for `forMs`; once `signal` aborts (shutdown), once more at once. Rejects with
+ * the last error.
+ */
+export async function tryAgainWhileUnreachable<T>(work: () => Promise<T>, opts: { forMs: number; signal: AbortSignal }): Promise<T> {
+  const giveUpAt = Date.now() + opts.forMs
+  for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 8_000)) {
+    await abortableSleep(waitMs, opts.signal)
+    try {
+      return await work()
+    } catch (err) {
+      if (!isDatabaseUnreachable(err) || opts.signal.aborted || Date.now() >= giveUpAt) throw err
+    }
+  }
+}
+
+/** resolves after `ms`, or at once when `signal` aborts */
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/**
  * Rejects after `ms` if `work` has not settled. The loser keeps running (postgres.js gives up on its own after
  * connect_timeout); Promise.race has subscribed to it, so its late rejection is not unhandled.
  */

@@ -1,7 +1,7 @@
 /**
  * A chat answer that ends while Postgres is away (a private server this file stops and starts again) is not
  * lost: the client still gets its ending, and the answer is stored, whole, once Postgres is back. The same for
- * a voice session's transcript.
+ * a voice session's transcript and its ended row.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { TestApp } from '../helpers/app'
@@ -61,17 +61,22 @@ describe.skipIf(!privatePostgresAvailable)('chat answers and voice transcripts t
     expect(said).not.toContain('could not store the assistant message')
   }, 60_000)
 
-  test('a voice turn while Postgres is away: the session goes on, the transcript is stored once Postgres is back', async () => {
+  test('a voice turn and the session\'s end while Postgres is away: the transcript and the ended row are stored once it is back', async () => {
     const c = await session(gw.base.replace('http', 'ws'), { headers: user.auth })
     await pg.stop()
     try {
       for (let i = 0; i < 3; i++) c.ws.send(Buffer.alloc(640, i))
       c.send({ type: 'stop' })
       await c.waitForType('tts_complete')
+      c.send({ type: 'end_session' })
+      expect((await c.closed).code).toBe(1000)
       await Bun.sleep(1000)
     } finally {
       await pg.start()
     }
+    const row = async () => (await (await fetch(`${gw.base}/api/v2/voice/sessions/${c.init.session_id}`, { headers: user.auth })).json()) as Record<string, unknown>
+    await eventually(async () => (await row()).status !== 'active', 20_000)
+    expect(await row()).toMatchObject({ status: 'completed', end_reason: 'client_ended', packets: 3 })
     const final = c.ofType('asr_final')[0]!
     const answer = c.ofType('llm_response_chunk').map((m) => m.content).join('')
     let items: Array<Record<string, unknown>> = []
@@ -80,7 +85,6 @@ describe.skipIf(!privatePostgresAvailable)('chat answers and voice transcripts t
       ['user', final.text, 'voice'],
       ['assistant', answer, 'voice'],
     ])
-    c.ws.close()
   }, 60_000)
 
   test('shutting down while an answer waits for Postgres: one last try, then the gateway stops at once (no minute-long wait)', async () => {

@@ -9,7 +9,7 @@
  * and inserts each message only if its conversation was created or bumped — a conversation deleted meanwhile
  * (or another tenant's) stores nothing, and that write alone fails with 404.
  */
-import { type DatabaseHandle, isDatabaseUnreachable, rawQuery } from '../../db'
+import { type DatabaseHandle, rawQuery, tryAgainWhileUnreachable } from '../../db'
 import { newId } from '../../lib/ids'
 import { storableReplacer, SUSPECT_ESCAPE } from '../../lib/storable'
 import { type AppendMessage, conversationErrors } from './service'
@@ -101,20 +101,6 @@ const STATEMENT = `
     where (tenant_id, conversation_id) in (select tenant_id, id from created union all select tenant_id, id from bumped)
     returning id`
 
-/** resolves after `ms`, or at once when `signal` aborts */
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve()
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
-}
-
 export function createMessageWriter({ db }: { db: DatabaseHandle }) {
   let queue: Pending[] = []
   let writing = false
@@ -169,19 +155,14 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
      * The message's id must be set, so that a try whose commit did happen is not stored twice.
      */
     appendLater(conversation: { id: string; tenantId: string }, input: AppendMessage & { id: string }): Promise<void> {
-      const work = (async () => {
-        const giveUpAt = Date.now() + RETRY_FOR_MS
-        for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 8_000)) {
-          await abortableSleep(waitMs, stopping.signal)
-          try {
-            // the try that failed may have committed all the same (the reply was lost): then it is stored
-            if (await stored(input.id)) return
-            return await enqueue({ messageId: input.id, tenantId: conversation.tenantId, conversationId: conversation.id, input })
-          } catch (err) {
-            if (!isDatabaseUnreachable(err) || stopping.signal.aborted || Date.now() >= giveUpAt) throw err
-          }
-        }
-      })()
+      // the try that failed may have committed all the same (its reply was lost): then it is stored
+      const work = tryAgainWhileUnreachable(
+        async () => {
+          if (await stored(input.id)) return
+          await enqueue({ messageId: input.id, tenantId: conversation.tenantId, conversationId: conversation.id, input })
+        },
+        { forMs: RETRY_FOR_MS, signal: stopping.signal },
+      )
       retrying.add(work)
       void work.finally(() => retrying.delete(work)).catch(() => {})
       return work

@@ -5,7 +5,7 @@
  * instances), ending a session wherever it runs, and shutdown. Framework-free.
  */
 import { and, desc, eq, inArray, lt, type SQL } from 'drizzle-orm'
-import { type Database, isDatabaseUnreachable } from '../../db'
+import { type Database, isDatabaseUnreachable, tryAgainWhileUnreachable } from '../../db'
 import { type VoiceSession as VoiceSessionRow, voiceSessions } from '../../db/schema'
 import { AppError } from '../../errors'
 import type { PageRequest } from '../../http/models'
@@ -68,6 +68,8 @@ type Control = { t: 'end' | 'watch'; tenant: string; id: string }
 const WATCH_TTL_MS = 60_000
 /** rows a stopped instance left active, marked per sweep at most */
 const LOST_SWEEP_BATCH = 500
+/** how long a session row's last update that met an unreachable database is tried again */
+const RETRY_FOR_MS = 60_000
 
 export const voiceErrors = {
   notFound: () => new AppError(404, 'VOICE_SESSION_NOT_FOUND', 'Voice session not found'),
@@ -111,6 +113,9 @@ export function createVoiceService(deps: VoiceServiceDeps) {
 
   const gauge = metrics.websocketConnections.labels('voice')
   const latencyChild = { upstream: metrics.voiceRelayLatency.labels('upstream'), downstream: metrics.voiceRelayLatency.labels('downstream') }
+
+  /** aborted at shutdown: writes tried again while the database is unreachable stop waiting */
+  const shuttingDown = new AbortController()
 
   function track<T>(p: Promise<T>): Promise<T> {
     pending.add(p)
@@ -252,24 +257,30 @@ export function createVoiceService(deps: VoiceServiceDeps) {
     if (session.remoteWatchUntil > 0) store.publish(channels.voiceEvents(session.tenantId, session.id), endedText).catch(() => {})
     track(slots.release({ tenantId: session.tenantId, userId: session.userId, sessionId: session.id }).catch(() => {}))
     const c = session.counters
+    const ended = {
+      status,
+      endReason: reason,
+      config: { ...session.config },
+      packets: c.packets,
+      bytes: c.bytes,
+      avgRelayLatencyMs: c.latencyCount > 0 ? c.latencyTotalMs / c.latencyCount : null,
+      asrCount: c.asr,
+      ttsCount: c.tts,
+      errorCount: c.errors,
+      droppedFrames: c.dropped,
+      endedAt: new Date(),
+    }
+    const update = () => db.update(voiceSessions).set(ended).where(and(eq(voiceSessions.tenantId, session.tenantId), eq(voiceSessions.id, session.id)))
+    const notUpdated = (err: unknown) => logger.error({ err, session_id: session.id }, 'voice session row not updated')
     track(
-      db
-        .update(voiceSessions)
-        .set({
-          status,
-          endReason: reason,
-          config: { ...session.config },
-          packets: c.packets,
-          bytes: c.bytes,
-          avgRelayLatencyMs: c.latencyCount > 0 ? c.latencyTotalMs / c.latencyCount : null,
-          asrCount: c.asr,
-          ttsCount: c.tts,
-          errorCount: c.errors,
-          droppedFrames: c.dropped,
-          endedAt: new Date(),
-        })
-        .where(and(eq(voiceSessions.tenantId, session.tenantId), eq(voiceSessions.id, session.id)))
-        .catch((err: unknown) => logger.error({ err, session_id: session.id }, 'voice session row not updated')),
+      update().catch((err: unknown) => {
+        if (!isDatabaseUnreachable(err)) return notUpdated(err)
+        logger.warn({ err, session_id: session.id }, 'voice session row not updated yet: the database is unreachable; trying again')
+        return tryAgainWhileUnreachable(update, { forMs: RETRY_FOR_MS, signal: shuttingDown.signal }).then(
+          () => logger.info({ session_id: session.id }, 'voice session row updated on a later try'),
+          notUpdated,
+        )
+      }),
     )
     logger.info({ session_id: session.id, tenant_id: session.tenantId, user_id: session.userId, reason, packets: c.packets, dropped: c.dropped }, 'voice session ended')
   }
@@ -466,7 +477,8 @@ export function createVoiceService(deps: VoiceServiceDeps) {
     async shutdown(): Promise<void> {
       closing = true
       clearInterval(sweeper)
-      // transcript lines waiting for the database try once more as they come, not for a minute
+      // transcript lines and session rows waiting for the database try once more as they come, not for a minute
+      shuttingDown.abort()
       const retried = writer.stopRetrying()
       for (const s of [...sessions.values()]) s.end('shutdown')
       for (const key of [...bridges.keys()]) {
