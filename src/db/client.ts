@@ -186,17 +186,17 @@ export function isDatabaseUnreachable(err: unknown): boolean {
 
 /**
  * After a first try that failed on an unreachable database: waits (250 ms, doubling to 8 s) and tries `work`
- * again while it fails that way, for `forMs`; once `signal` aborts (shutdown), once more at once. Rejects with
- * the last error.
+ * again while it fails that way, for `forMs` (a minute); once `signal` aborts (shutdown), once more at once.
+ * Rejects with the last error.
  */
-export async function tryAgainWhileUnreachable<T>(work: () => Promise<T>, opts: { forMs: number; signal: AbortSignal }): Promise<T> {
-  const giveUpAt = Date.now() + opts.forMs
+export async function tryAgainWhileUnreachable<T>(work: () => Promise<T>, signal: AbortSignal, forMs = 60_000): Promise<T> {
+  const giveUpAt = Date.now() + forMs
   for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 8_000)) {
-    await abortableSleep(waitMs, opts.signal)
+    await abortableSleep(waitMs, signal)
     try {
       return await work()
     } catch (err) {
-      if (!isDatabaseUnreachable(err) || opts.signal.aborted || Date.now() >= giveUpAt) throw err
+      if (!isDatabaseUnreachable(err) || signal.aborted || Date.now() >= giveUpAt) throw err
     }
   }
 }

@@ -16,8 +16,6 @@ import { type AppendMessage, conversationErrors } from './service'
 
 /** rows per statement (one JSON parameter holds them all) */
 const MAX_BATCH = 256
-/** how long a message whose write met an unreachable database is tried again */
-const RETRY_FOR_MS = 60_000
 
 interface Pending {
   messageId: string
@@ -161,7 +159,7 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
           if (await stored(input.id)) return
           await enqueue({ messageId: input.id, tenantId: conversation.tenantId, conversationId: conversation.id, input })
         },
-        { forMs: RETRY_FOR_MS, signal: stopping.signal },
+        stopping.signal,
       )
       retrying.add(work)
       void work.finally(() => retrying.delete(work)).catch(() => {})

@@ -68,8 +68,6 @@ type Control = { t: 'end' | 'watch'; tenant: string; id: string }
 const WATCH_TTL_MS = 60_000
 /** rows a stopped instance left active, marked per sweep at most */
 const LOST_SWEEP_BATCH = 500
-/** how long a session row's last update that met an unreachable database is tried again */
-const RETRY_FOR_MS = 60_000
 
 export const voiceErrors = {
   notFound: () => new AppError(404, 'VOICE_SESSION_NOT_FOUND', 'Voice session not found'),
@@ -276,7 +274,7 @@ export function createVoiceService(deps: VoiceServiceDeps) {
       update().catch((err: unknown) => {
         if (!isDatabaseUnreachable(err)) return notUpdated(err)
         logger.warn({ err, session_id: session.id }, 'voice session row not updated yet: the database is unreachable; trying again')
-        return tryAgainWhileUnreachable(update, { forMs: RETRY_FOR_MS, signal: shuttingDown.signal }).then(
+        return tryAgainWhileUnreachable(update, shuttingDown.signal).then(
           () => logger.info({ session_id: session.id }, 'voice session row updated on a later try'),
           notUpdated,
         )
