@@ -2,7 +2,8 @@
  * Chat streams through a Redis that stops answering for a moment (a private redis-server this file freezes with
  * SIGSTOP and thaws): the holder's client gets every event and the answer is stored; a follower on another
  * instance does not take its failed check on the holder for the stream being lost; what the holder wrote into the
- * frozen socket at the end lands, so a later replay is whole. Two gateways, one Postgres.
+ * frozen socket at the end lands, so a later replay is whole; after Redis restarts empty, cancel and resume across
+ * instances work again. Two gateways, one Postgres.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { TestApp } from '../helpers/app'
@@ -106,5 +107,22 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     const rid = reader.seen[0]!.data!.request_id as string
     const replay = (await new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${rid}`, { headers: user.auth })).rest()).filter((e) => e.event)
     expect(replay.map((e) => [e.id, e.event, e.data])).toEqual(reader.seen.filter((e) => e.event).map((e) => [e.id, e.event, e.data]))
+  }, 30_000)
+
+  test('after Redis restarts (killed, started again, empty): cancel and resume through B reach the stream A holds', async () => {
+    await redis.kill()
+    await redis.start()
+    // the instances reconnect and subscribe again; give them a moment, as a client would retry
+    await Bun.sleep(1500)
+    const id = `req-${crypto.randomUUID()}`
+    const first = new SseReader(await fetch(`${a.base}/api/v2/chat/stream`, chatRequest(user, { message: 'after [[sim chunks=200 delay_ms=20]]', request_id: id })))
+    await first.until('generation_chunk')
+    const follower = new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${id}`, { headers: user.auth }))
+    await follower.until('generation_chunk')
+    const res = await fetch(`${b.base}/api/v2/chat/cancel`, chatRequest(user, { request_id: id }))
+    expect(res.status).toBe(200)
+    expect((await first.until('stream_cancelled')).data).toEqual({ request_id: id, reason: 'client_cancelled' })
+    const followed = (await follower.rest()).filter((e) => e.event)
+    expect(followed.at(-1)!.event).toBe('stream_cancelled')
   }, 30_000)
 })
