@@ -127,12 +127,14 @@ describe.each(drivers)('message writer on $name', ({ postgres }) => {
     await writer.start(conv, q)
     const answer = { ...q, id: newId('msg'), role: 'assistant' as const, content: 'once' }
     await writer.append(conv, answer)
-    // the first try's reply was lost: the caller tries again, and a new message goes through the same path
-    await writer.appendLater(conv, answer)
+    // the first try's reply was lost: the caller tries again (its duplicate id fails only its own write, which
+    // goes alone, and counts as stored), while another stream writes; a new message goes through the same path
+    const other = { ...q, id: newId('msg'), role: 'assistant' as const, content: 'beside' }
+    await Promise.all([writer.appendLater(conv, answer), writer.append(conv, other)])
     await writer.appendLater(conv, { ...answer, id: newId('msg'), content: 'next' })
     const stored = await db().select().from(messages).where(eq(messages.conversationId, id)).orderBy(asc(messages.id))
-    expect(stored.map((m) => m.content)).toEqual(['again?', 'once', 'next'])
+    expect(stored.map((m) => m.content).sort()).toEqual(['again?', 'beside', 'next', 'once'])
     const [c] = await db().select().from(conversations).where(eq(conversations.id, id))
-    expect(c!.messageCount).toBe(3)
+    expect(c!.messageCount).toBe(4)
   })
 })

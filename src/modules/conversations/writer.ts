@@ -9,7 +9,7 @@
  * and inserts each message only if its conversation was created or bumped — a conversation deleted meanwhile
  * (or another tenant's) stores nothing, and that write alone fails with 404.
  */
-import { type DatabaseHandle, rawQuery, tryAgainWhileUnreachable } from '../../db'
+import { type DatabaseHandle, pgErrorCode, rawQuery, tryAgainWhileUnreachable } from '../../db'
 import { newId } from '../../lib/ids'
 import { storableReplacer, SUSPECT_ESCAPE } from '../../lib/storable'
 import { type AppendMessage, conversationErrors } from './service'
@@ -112,22 +112,35 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
       while (queue.length > 0) {
         const batch = queue.slice(0, MAX_BATCH)
         queue = queue.slice(batch.length)
-        try {
-          const rows = await rawQuery<{ id: string }>(db, STATEMENT, [storableJson(batch.map(row))], { prepare: true })
-          const stored = new Set(rows.map((r) => r.id))
-          for (const p of batch) stored.has(p.messageId) ? p.resolve() : p.reject(conversationErrors.notFound())
-        } catch (err) {
-          for (const p of batch) p.reject(err)
-        }
+        await write(batch)
       }
     } finally {
       writing = false
     }
   }
 
-  /** a plain statement, planned with the table's current statistics (off the batch path: retries only) */
-  async function stored(messageId: string): Promise<boolean> {
-    return (await rawQuery(db, 'select 1 from messages where id = $1', [messageId])).length > 0
+  /** one statement for the batch; each write resolves, or fails with the statement or alone (404) */
+  async function write(batch: Pending[]): Promise<void> {
+    try {
+      const rows = await rawQuery<{ id: string }>(db, STATEMENT, [storableJson(batch.map(row))], { prepare: true })
+      const stored = new Set(rows.map((r) => r.id))
+      for (const p of batch) stored.has(p.messageId) ? p.resolve() : p.reject(conversationErrors.notFound())
+    } catch (err) {
+      for (const p of batch) p.reject(err)
+    }
+  }
+
+  /**
+   * A write tried again goes alone, not in a batch: if the try that failed did commit after all (its reply was
+   * lost, or it committed late), the message's id is taken, and that duplicate fails only this write — which
+   * then counts as stored.
+   */
+  function writeAgain(conversation: { id: string; tenantId: string }, input: AppendMessage & { id: string }): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      void write([{ messageId: input.id, tenantId: conversation.tenantId, conversationId: conversation.id, input, createdAt: new Date(), resolve, reject }])
+    }).catch((err: unknown) => {
+      if (pgErrorCode(err) !== '23505') throw err
+    })
   }
 
   function enqueue(p: Omit<Pending, 'resolve' | 'reject' | 'createdAt'>): Promise<void> {
@@ -153,14 +166,7 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
      * The message's id must be set, so that a try whose commit did happen is not stored twice.
      */
     appendLater(conversation: { id: string; tenantId: string }, input: AppendMessage & { id: string }): Promise<void> {
-      // the try that failed may have committed all the same (its reply was lost): then it is stored
-      const work = tryAgainWhileUnreachable(
-        async () => {
-          if (await stored(input.id)) return
-          await enqueue({ messageId: input.id, tenantId: conversation.tenantId, conversationId: conversation.id, input })
-        },
-        stopping.signal,
-      )
+      const work = tryAgainWhileUnreachable(() => writeAgain(conversation, input), stopping.signal)
       retrying.add(work)
       void work.finally(() => retrying.delete(work)).catch(() => {})
       return work
