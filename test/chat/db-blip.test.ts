@@ -89,8 +89,10 @@ describe.skipIf(!privatePostgresAvailable)('chat answers and voice transcripts t
 
   test('shutting down while an answer waits for Postgres: one last try, then the gateway stops at once (no minute-long wait)', async () => {
     const other = await listeningGateway({ DATABASE_URL: pg.url })
-    const reader = new SseReader(await fetch(`${other.base}/api/v2/chat/stream`, chatRequest(user, { message: 'bye [[sim chunks=5 delay_ms=20]]' })))
+    const reader = new SseReader(await fetch(`${other.base}/api/v2/chat/stream`, chatRequest(user, { message: 'bye [[sim chunks=40 delay_ms=20]]' })))
     const requestId = (await reader.until('stream_start')).data!.request_id as string
+    // the question is stored before the upstream is asked: stopped after the first chunk, only the answer meets the outage
+    await reader.until('generation_chunk')
     await pg.stop()
     try {
       expect((await reader.rest()).filter((e) => e.event).at(-1)!.event).toBe('stream_end')
