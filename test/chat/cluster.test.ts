@@ -141,6 +141,23 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
     await eventually(() => open() === 0, 6000)
   })
 
+  test("a follower on B keeps the stream alive past its watch's 15 s lapse: the watch is renewed", async () => {
+    const id = rid()
+    const ctrl = new AbortController()
+    const first = new SseReader(await post(a, { message: 'long watch [[sim chunks=1500 delay_ms=20]]', request_id: id }, user, ctrl.signal))
+    await first.until('generation_chunk')
+    const away = new AbortController()
+    const follower = new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${id}`, { headers: user.auth, signal: away.signal }))
+    await follower.until('generation_chunk')
+    ctrl.abort()
+    const reading = follower.rest().catch(() => follower.seen)
+    await Bun.sleep(18_000)
+    expect(open()).toBe(1)
+    away.abort()
+    expect(events(await reading).at(-1)!.event).toBe('generation_chunk')
+    await eventually(() => open() === 0, 6000)
+  }, 40_000)
+
   test('concurrent_streams_per_user counts streams on every instance; a re-POST of the live one attaches, uncounted', async () => {
     const tenantId = await makeTenant(a.gw, { quotas: { concurrent_streams_per_user: 1 } })
     const who = await makeUser(a.gw, { tenantId })

@@ -10,7 +10,7 @@ import type { TestApp } from '../helpers/app'
 import type { TestUser } from '../helpers/identity'
 import { RedisServer } from '../helpers/redis-server'
 import { ci, createThrowawayDatabase, hasPostgres } from '../helpers/services'
-import { chatRequest, chatUser, listeningGateway, SseReader } from './helpers'
+import { chatRequest, chatUser, eventually, listeningGateway, SseReader } from './helpers'
 
 const hasRedisBinary = Bun.which('redis-server') !== null
 if (ci && (!hasPostgres || !hasRedisBinary)) throw new Error('store-blip.test needs Postgres and redis-server under CI=true')
@@ -26,7 +26,7 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     redis = await RedisServer.onFreePort()
     await redis.start()
     database = await createThrowawayDatabase()
-    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CHAT_PING_INTERVAL_MS: '100' }
+    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CHAT_PING_INTERVAL_MS: '100', CHAT_DISCONNECT_GRACE_S: '2' }
     a = await listeningGateway(env)
     b = await listeningGateway(env)
     user = await chatUser(a.gw)
@@ -108,6 +108,28 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     const replay = (await new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${rid}`, { headers: user.auth })).rest()).filter((e) => e.event)
     expect(replay.map((e) => [e.id, e.event, e.data])).toEqual(reader.seen.filter((e) => e.event).map((e) => [e.id, e.event, e.data]))
   }, 30_000)
+
+  test("a follower that leaves while Redis is down (its unwatch lost): its watch lapses and A cancels the stream after the grace", async () => {
+    const id = `req-${crypto.randomUUID()}`
+    const ctrl = new AbortController()
+    const first = new SseReader(await fetch(`${a.base}/api/v2/chat/stream`, chatRequest(user, { message: 'orphan [[sim chunks=2000 delay_ms=20]]', request_id: id }, ctrl.signal)))
+    await first.until('generation_chunk')
+    const away = new AbortController()
+    const follower = new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${id}`, { headers: user.auth, signal: away.signal }))
+    await follower.until('generation_chunk')
+    // A's own client leaves: B's watch keeps the stream going
+    ctrl.abort()
+    await Bun.sleep(300)
+    await redis.kill()
+    away.abort()
+    await Bun.sleep(500)
+    await redis.start()
+    const open = () => a.gw.deps.simulator!.stats.queriesOpen
+    expect(open()).toBe(1)
+    // nobody watches: cancelled once the watch lapses (15 s without renewal) and the grace (2 s) is over, not at
+    // the end of a 40 s answer
+    await eventually(() => open() === 0, 25_000)
+  }, 40_000)
 
   test('after Redis restarts (killed, started again, empty): cancel and resume through B reach the stream A holds', async () => {
     await redis.kill()

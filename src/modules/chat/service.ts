@@ -10,7 +10,8 @@
  * Across instances (Redis as the store): the request id is claimed in the store (tenant-scoped); while another
  * instance follows the stream, the holder appends the feed to a store log in batches and publishes them, and at
  * the end it writes the whole feed there for the replay TTL (a stream nobody else follows costs no store writes
- * between its start and its end); cancel, watch and unwatch travel on one control channel. With the in-process
+ * between its start and its end); cancel, watch and unwatch travel on one control channel, and a follower renews
+ * its watch, so that one whose unwatch was lost stops counting when its watch lapses. With the in-process
  * store (one instance) none of that is written: the run itself is the replay log, kept for CHAT_REPLAY_TTL_S.
  *
  * Everything that stops a run early (cancel, grace expiry, revoked token, shutdown) aborts its AbortController
@@ -48,6 +49,9 @@ const LIVE_ENTRY_TTL_MS = 60_000
 const REPLAY_MAX_BYTES = 256 * 1024 * 1024
 /** a follower checks the holder is still there (its claim, its instance's presence) when it has heard nothing for this long */
 const FOLLOWER_CHECK_MS = 3_000
+/** a follower renews its watch this often; the holder drops a watch not renewed for WATCH_TTL_MS */
+const WATCH_RENEW_MS = 5_000
+const WATCH_TTL_MS = 15_000
 
 /** `admin_ended`: DELETE /api/v2/admin/sessions/:id */
 export type StopReason = 'client_cancelled' | 'client_disconnected' | 'token_revoked' | 'shutdown' | 'admin_ended'
@@ -121,13 +125,15 @@ export interface Claim {
   inst?: string
 }
 
-type ControlMessage = { t: 'cancel' | 'watch' | 'unwatch'; tenant: string; rid: string }
+/** `fid` names a follower: its watch is renewed every WATCH_RENEW_MS and lapses after WATCH_TTL_MS */
+type ControlMessage = { t: 'cancel' | 'watch' | 'unwatch'; tenant: string; rid: string; fid?: string }
 type FeedMessage = { from: number; events: string[] } | { count: number; end?: boolean }
 
 /** one stream running on this instance */
 class Run extends EventFeed {
   readonly ctrl = new AbortController()
-  remoteWatchers = 0
+  /** followers on other instances, by id: until when their watch holds */
+  readonly remoteWatchers = new Map<string, number>()
   graceTimer: ReturnType<typeof setTimeout> | undefined
   /** events written to the store so far, and the write in progress */
   flushed = 0
@@ -218,12 +224,14 @@ export function createChatService(deps: ChatServiceDeps) {
             if (!run || run.ended) return
             if (m.t === 'cancel') run.stop('client_cancelled')
             else if (m.t === 'watch') {
-              run.remoteWatchers++
+              const fid = m.fid ?? ''
+              const fresh = !run.remoteWatchers.has(fid)
+              run.remoteWatchers.set(fid, now() + WATCH_TTL_MS)
               cancelGrace(run)
-              // the follower read the log already or will: tell it how far the log goes
-              void flush(run).then(() => publishFeed(run, { count: run.flushed }))
+              // a new follower read the log already or will: tell it how far the log goes
+              if (fresh) void flush(run).then(() => publishFeed(run, { count: run.flushed }))
             } else if (m.t === 'unwatch') {
-              run.remoteWatchers = Math.max(0, run.remoteWatchers - 1)
+              run.remoteWatchers.delete(m.fid ?? '')
               maybeGrace(run)
             }
           }),
@@ -235,11 +243,11 @@ export function createChatService(deps: ChatServiceDeps) {
     : Promise.resolve(undefined)
 
   function maybeGrace(run: Run): void {
-    if (run.ended || run.watchers + run.remoteWatchers > 0 || run.graceTimer) return
+    if (run.ended || run.watchers + run.remoteWatchers.size > 0 || run.graceTimer) return
     if (graceMs === 0) return run.stop('client_disconnected')
     run.graceTimer = setTimeout(() => {
       run.graceTimer = undefined
-      if (run.watchers + run.remoteWatchers === 0) run.stop('client_disconnected')
+      if (run.watchers + run.remoteWatchers.size === 0) run.stop('client_disconnected')
     }, graceMs)
   }
 
@@ -291,14 +299,14 @@ export function createChatService(deps: ChatServiceDeps) {
     // the first write (usually the whole log, at the end) is a SET: much cheaper for Redis than APPEND's script
     const written = from === 0 ? store.set(logKey, batch.join(''), { ttlMs }) : store.append(logKey, batch.join(''), ttlMs)
     return written.then(
-      () => (run.remoteWatchers > 0 ? publishFeed(run, { from, events: batch }) : undefined),
+      () => (run.remoteWatchers.size > 0 ? publishFeed(run, { from, events: batch }) : undefined),
       (err: unknown) => logger.warn({ err, request_id: run.requestId }, 'could not store chat events: a resume on another instance may miss them'),
     )
   }
 
   /** while another instance follows the run, its events reach the store within FLUSH_MS; otherwise at the end */
   function scheduleFlush(run: Run): void {
-    if (run.remoteWatchers === 0 || run.flushTimer) return
+    if (run.remoteWatchers.size === 0 || run.flushTimer) return
     run.flushTimer = setTimeout(() => {
       run.flushTimer = undefined
       if (!run.ended) void flush(run)
@@ -420,6 +428,12 @@ export function createChatService(deps: ChatServiceDeps) {
         claimRefreshedAt = now()
         if (shared) void writeClaim(run, 'live', LIVE_CLAIM_TTL_MS)
         refreshConcurrent(run)
+      }
+      // a follower whose unwatch was lost (Redis away as it left) stops counting once its watch lapses
+      if (run.remoteWatchers.size > 0) {
+        const before = run.remoteWatchers.size
+        for (const [fid, until] of run.remoteWatchers) if (until <= now()) run.remoteWatchers.delete(fid)
+        if (run.remoteWatchers.size < before) maybeGrace(run)
       }
     }, tickMs)
 
@@ -674,8 +688,12 @@ export function createChatService(deps: ChatServiceDeps) {
       heardAt = lastSentAt = now()
       onFeed(raw)
     })
-    const announce = (t: 'watch' | 'unwatch') =>
-      store.publish(channels.chatControl(), JSON.stringify({ t, tenant: tenantId, rid: requestId } satisfies ControlMessage)).catch(() => {})
+    const fid = crypto.randomUUID()
+    let announcedAt = now()
+    const announce = (t: 'watch' | 'unwatch') => {
+      announcedAt = now()
+      return store.publish(channels.chatControl(), JSON.stringify({ t, tenant: tenantId, rid: requestId, fid } satisfies ControlMessage)).catch(() => {})
+    }
     /** the holder is gone without an ending: say so rather than wait for ever */
     const lost = () => {
       if (feed.ended) return
@@ -711,6 +729,7 @@ export function createChatService(deps: ChatServiceDeps) {
         lastSentAt = now()
         feed.ping()
       }
+      if (now() - announcedAt >= WATCH_RENEW_MS) void announce('watch')
       if (now() - heardAt < FOLLOWER_CHECK_MS) return
       heardAt = now()
       const c = await checkClaim()
