@@ -150,69 +150,23 @@ export function rowsOf<T = Record<string, unknown>>(result: unknown): T[] {
   return ((result as { rows?: T[] }).rows ?? []) as T[]
 }
 
+/** the `code`s of an error and of its causes (Drizzle wraps driver errors), outermost first */
+export function* errorCodes(err: unknown): Generator<string> {
+  let e = err
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string') yield code
+    e = (e as { cause?: unknown }).cause
+  }
+}
+
 /**
  * The SQLSTATE of a failed query (`23505` unique violation, `23503` foreign key, `23514` check), whichever
- * driver raised it: Drizzle wraps driver errors, so look through the `cause` chain.
+ * driver raised it.
  */
 export function pgErrorCode(err: unknown): string | undefined {
-  let e = err
-  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
-    const code = (e as { code?: unknown }).code
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code
-    e = (e as { cause?: unknown }).cause
-  }
+  for (const code of errorCodes(err)) if (/^[0-9A-Z]{5}$/.test(code)) return code
   return undefined
-}
-
-/** how a driver says the server could not be reached or went away: nothing is wrong with the query */
-const UNREACHABLE = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND',
-  'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT',
-])
-
-/**
- * A failure worth trying again later: the connection failed (refused, reset, closed, timed out), or the server
- * is shutting down or starting (SQLSTATE class 08, 57P01–57P03). Looks through Drizzle's `cause` chain.
- */
-export function isDatabaseUnreachable(err: unknown): boolean {
-  let e = err
-  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
-    const code = (e as { code?: unknown }).code
-    if (typeof code === 'string' && (UNREACHABLE.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code))) return true
-    e = (e as { cause?: unknown }).cause
-  }
-  return false
-}
-
-/**
- * After a first try that failed on an unreachable database: waits (250 ms, doubling to 8 s) and tries `work`
- * again while it fails that way, for `forMs` (a minute); once `signal` aborts (shutdown), once more at once.
- * Rejects with the last error.
- */
-export async function tryAgainWhileUnreachable<T>(work: () => Promise<T>, signal: AbortSignal, forMs = 60_000): Promise<T> {
-  const giveUpAt = Date.now() + forMs
-  for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 8_000)) {
-    await abortableSleep(waitMs, signal)
-    try {
-      return await work()
-    } catch (err) {
-      if (!isDatabaseUnreachable(err) || signal.aborted || Date.now() >= giveUpAt) throw err
-    }
-  }
-}
-
-/** resolves after `ms`, or at once when `signal` aborts */
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve()
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
 }
 
 /**

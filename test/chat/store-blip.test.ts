@@ -67,10 +67,22 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     expect(named(seenByB).map((e) => [e.id, e.event, e.data])).toEqual(named(seenByA).map((e) => [e.id, e.event, e.data]))
   }, 30_000)
 
-  test("Redis frozen mid-stream: the holder's own client gets every chunk and stream_end, and the answer is stored whole", async () => {
-    const reader = new SseReader(await fetch(`${a.base}/api/v2/chat/stream`, chatRequest(user, { message: 'steady [[sim chunks=100 delay_ms=20]]' })))
+  /** a stream on A, read up to its first chunk: its reader and conversation */
+  const streamingOnA = async (message: string) => {
+    const reader = new SseReader(await fetch(`${a.base}/api/v2/chat/stream`, chatRequest(user, { message })))
     const conversationId = (await reader.until('stream_start')).data!.conversation_id as string
     await reader.until('generation_chunk')
+    return { reader, conversationId }
+  }
+  /** the answer stored after the question of a conversation's first turn */
+  const storedAnswer = async (conversationId: string) => {
+    const res = await fetch(`${a.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })
+    expect(res.status).toBe(200)
+    return ((await res.json()) as { items: Array<Record<string, unknown>> }).items[1]
+  }
+
+  test("Redis frozen mid-stream: the holder's own client gets every chunk and stream_end, and the answer is stored whole", async () => {
+    const { reader, conversationId } = await streamingOnA('steady [[sim chunks=100 delay_ms=20]]')
     redis.freeze(true)
     await Bun.sleep(1500)
     redis.freeze(false)
@@ -80,16 +92,11 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     const chunks = seen.filter((e) => e.event === 'generation_chunk')
     expect(chunks).toHaveLength(100)
     expect(seen.at(-1)!.event).toBe('stream_end')
-    const res = await fetch(`${a.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })
-    expect(res.status).toBe(200)
-    const [, answer] = ((await res.json()) as { items: Array<Record<string, unknown>> }).items
-    expect(answer).toMatchObject({ role: 'assistant', status: 'completed', content: chunks.map((e) => e.data!.content).join('') })
+    expect(await storedAnswer(conversationId)).toMatchObject({ role: 'assistant', status: 'completed', content: chunks.map((e) => e.data!.content).join('') })
   }, 30_000)
 
   test('Redis frozen for 2 s as the stream ends: stream_end comes at once, the answer is stored, and B replays the whole stream once Redis is back', async () => {
-    const reader = new SseReader(await fetch(`${a.base}/api/v2/chat/stream`, chatRequest(user, { message: 'ending [[sim chunks=10 delay_ms=20]]' })))
-    const conversationId = (await reader.until('stream_start')).data!.conversation_id as string
-    await reader.until('generation_chunk')
+    const { reader, conversationId } = await streamingOnA('ending [[sim chunks=10 delay_ms=20]]')
     redis.freeze(true)
     const frozenAt = performance.now()
     const thawed = Bun.sleep(2000).then(() => redis.freeze(false))
@@ -100,9 +107,7 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     } finally {
       await thawed
     }
-    const res = await fetch(`${a.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })
-    const [, answer] = ((await res.json()) as { items: Array<Record<string, unknown>> }).items
-    expect(answer).toMatchObject({ role: 'assistant', status: 'completed' })
+    expect(await storedAnswer(conversationId)).toMatchObject({ role: 'assistant', status: 'completed' })
     // once Redis is back, B replays the whole stream: what the holder wrote into the frozen socket landed
     const rid = reader.seen[0]!.data!.request_id as string
     const replay = (await new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${rid}`, { headers: user.auth })).rest()).filter((e) => e.event)

@@ -1,6 +1,6 @@
 /** What counts as "the database is unreachable", and how a write that met it is tried again. */
 import { describe, expect, test } from 'bun:test'
-import { isDatabaseUnreachable, tryAgainWhileUnreachable } from '../../src/db'
+import { isDatabaseUnreachable, storeThroughOutage, tryAgainWhileUnreachable } from '../../src/db'
 
 const coded = (code: string) => Object.assign(new Error(code), { code })
 
@@ -69,5 +69,38 @@ describe('tryAgainWhileUnreachable', () => {
     ).rejects.toMatchObject({ code: 'ECONNREFUSED' })
     expect(calls).toBe(1)
     expect(performance.now() - started).toBeLessThan(100)
+  })
+})
+
+describe('storeThroughOutage', () => {
+  const recorder = () => {
+    const lines: string[] = []
+    return { lines, logger: { info: (_: object, msg: string) => void lines.push(`info ${msg}`), warn: (_: object, msg: string) => void lines.push(`warn ${msg}`) } }
+  }
+
+  test('an unreachable database: `first` settles with the first try, the write goes on in the background, logged', async () => {
+    const { lines, logger } = recorder()
+    const failed: unknown[] = []
+    let release!: () => void
+    const again = new Promise<void>((resolve) => (release = resolve))
+    const stored = storeThroughOutage({ first: Promise.reject(coded('ECONNREFUSED')), again: () => again, failed: (e) => failed.push(e), logger, what: 'the row', context: {} })
+    await stored.first
+    expect(lines).toEqual(['warn the row not stored yet: the database is unreachable; trying again'])
+    release()
+    await stored.done
+    expect(lines.at(-1)).toBe('info the row stored on a later try')
+    expect(failed).toEqual([])
+  })
+
+  test('any other failure, or the last of the tries again, goes to `failed`; nothing is tried again for the first', async () => {
+    const { lines, logger } = recorder()
+    const failed: unknown[] = []
+    let tried = 0
+    const refused = storeThroughOutage({ first: Promise.reject(coded('23505')), again: async () => void tried++, failed: (e) => failed.push(e), logger, what: 'x', context: {} })
+    await refused.done
+    expect([tried, lines, failed]).toMatchObject([0, [], [{ code: '23505' }]])
+    const givenUp = storeThroughOutage({ first: Promise.reject(coded('ECONNRESET')), again: () => Promise.reject(coded('ECONNREFUSED')), failed: (e) => failed.push(e), logger, what: 'x', context: {} })
+    await givenUp.done
+    expect(failed.at(-1)).toMatchObject({ code: 'ECONNREFUSED' })
   })
 })

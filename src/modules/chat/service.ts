@@ -17,7 +17,7 @@
  * Everything that stops a run early (cancel, grace expiry, revoked token, shutdown) aborts its AbortController
  * with a StreamStop; the same signal is the upstream call's, so the upstream socket closes too.
  */
-import { isDatabaseUnreachable } from '../../db'
+import { storeThroughOutage } from '../../db'
 import { AppError } from '../../errors'
 import { newId } from '../../lib/ids'
 import type { Metrics } from '../../observability/metrics'
@@ -126,7 +126,7 @@ export interface Claim {
 }
 
 /** `fid` names a follower: its watch is renewed every WATCH_RENEW_MS and lapses after WATCH_TTL_MS */
-type ControlMessage = { t: 'cancel' | 'watch' | 'unwatch'; tenant: string; rid: string; fid?: string }
+type ControlMessage = { tenant: string; rid: string } & ({ t: 'cancel' } | { t: 'watch' | 'unwatch'; fid: string })
 type FeedMessage = { from: number; events: string[] } | { count: number; end?: boolean }
 
 /** one stream running on this instance */
@@ -224,14 +224,13 @@ export function createChatService(deps: ChatServiceDeps) {
             if (!run || run.ended) return
             if (m.t === 'cancel') run.stop('client_cancelled')
             else if (m.t === 'watch') {
-              const fid = m.fid ?? ''
-              const fresh = !run.remoteWatchers.has(fid)
-              run.remoteWatchers.set(fid, now() + WATCH_TTL_MS)
+              const fresh = !run.remoteWatchers.has(m.fid)
+              run.remoteWatchers.set(m.fid, now() + WATCH_TTL_MS)
               cancelGrace(run)
               // a new follower read the log already or will: tell it how far the log goes
               if (fresh) void flush(run).then(() => publishFeed(run, { count: run.flushed }))
             } else if (m.t === 'unwatch') {
-              run.remoteWatchers.delete(m.fid ?? '')
+              run.remoteWatchers.delete(m.fid)
               maybeGrace(run)
             }
           }),
@@ -254,20 +253,6 @@ export function createChatService(deps: ChatServiceDeps) {
   function cancelGrace(run: Run): void {
     clearTimeout(run.graceTimer)
     run.graceTimer = undefined
-  }
-
-  // ---- an answer whose write met an unreachable database: the stream ends as usual, the write is tried again
-
-  function answerNotStored(conversation: ConversationRef, answer: AppendMessage & { id: string }, err: unknown, firstTry: boolean): void {
-    const context = { request_id: answer.requestId, conversation_id: conversation.id }
-    // the owner deleted the conversation while it streamed: nothing is wrong with the gateway
-    if (err instanceof AppError && err.status === 404) return void logger.warn(context, 'answer not stored: the conversation was deleted')
-    if (!firstTry || !isDatabaseUnreachable(err)) return void logger.error({ err, ...context }, 'could not store the assistant message')
-    logger.warn({ err, ...context }, 'could not store the assistant message yet: the database is unreachable; trying again')
-    writer.appendLater(conversation, answer).then(
-      () => logger.info(context, 'assistant message stored on a later try'),
-      (later: unknown) => answerNotStored(conversation, answer, later, false),
-    )
   }
 
   const watchHooks = (run: Run) => ({ attached: () => cancelGrace(run), detached: () => maybeGrace(run) })
@@ -476,11 +461,20 @@ export function createChatService(deps: ChatServiceDeps) {
         requestId: run.requestId,
         userId: caller.userId,
       }
-      try {
-        await writer.append(conversation, answer)
-      } catch (err) {
-        answerNotStored(conversation, answer, err, true)
-      }
+      const context = { request_id: run.requestId, conversation_id: conversation.id }
+      // an unreachable database does not hold up the ending: the answer is tried again in the background
+      await storeThroughOutage({
+        first: writer.append(conversation, answer),
+        again: () => writer.appendLater(conversation, answer),
+        failed: (err) =>
+          // the owner deleted the conversation while it streamed: nothing is wrong with the gateway
+          err instanceof AppError && err.status === 404
+            ? logger.warn(context, 'answer not stored: the conversation was deleted')
+            : logger.error({ err, ...context }, 'could not store the assistant message'),
+        logger,
+        what: 'assistant message',
+        context,
+      }).first
     }
 
     const streamEnd = () => emit('stream_end', { request_id: run.requestId, lines_processed: linesProcessed, duration_ms: now() - started, timestamp: unixSeconds() })

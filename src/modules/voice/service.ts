@@ -5,7 +5,7 @@
  * instances), ending a session wherever it runs, and shutdown. Framework-free.
  */
 import { and, desc, eq, inArray, lt, type SQL } from 'drizzle-orm'
-import { type Database, isDatabaseUnreachable, tryAgainWhileUnreachable } from '../../db'
+import { type Database, storeThroughOutage, tryAgainWhileUnreachable } from '../../db'
 import { type VoiceSession as VoiceSessionRow, voiceSessions } from '../../db/schema'
 import { AppError } from '../../errors'
 import type { PageRequest } from '../../http/models'
@@ -209,14 +209,16 @@ export function createVoiceService(deps: VoiceServiceDeps) {
   function storeMessage(session: VoiceSession, role: 'user' | 'assistant', content: string, status: 'completed' | 'cancelled'): void {
     const conversation = { id: session.conversationId, tenantId: session.tenantId }
     const message = { id: newId('msg'), role, content, modality: 'voice' as const, status, userId: session.userId }
-    const notStored = (err: unknown) => logger.warn({ err, session_id: session.id }, 'voice transcript not stored')
-    track(
-      writer.append(conversation, message).catch((err: unknown) => {
-        if (!isDatabaseUnreachable(err)) return notStored(err)
-        logger.warn({ err, session_id: session.id }, 'voice transcript not stored yet: the database is unreachable; trying again')
-        return writer.appendLater(conversation, message).then(() => logger.info({ session_id: session.id }, 'voice transcript stored on a later try'), notStored)
-      }),
-    )
+    const about = { session_id: session.id }
+    const stored = storeThroughOutage({
+      first: writer.append(conversation, message),
+      again: () => writer.appendLater(conversation, message),
+      failed: (err) => logger.warn({ err, ...about }, 'voice transcript not stored'),
+      logger,
+      what: 'voice transcript line',
+      context: about,
+    })
+    track(stored.done)
   }
 
   const context: SessionContext = {
@@ -269,17 +271,16 @@ export function createVoiceService(deps: VoiceServiceDeps) {
       endedAt: new Date(),
     }
     const update = () => db.update(voiceSessions).set(ended).where(and(eq(voiceSessions.tenantId, session.tenantId), eq(voiceSessions.id, session.id)))
-    const notUpdated = (err: unknown) => logger.error({ err, session_id: session.id }, 'voice session row not updated')
-    track(
-      update().catch((err: unknown) => {
-        if (!isDatabaseUnreachable(err)) return notUpdated(err)
-        logger.warn({ err, session_id: session.id }, 'voice session row not updated yet: the database is unreachable; trying again')
-        return tryAgainWhileUnreachable(update, shuttingDown.signal).then(
-          () => logger.info({ session_id: session.id }, 'voice session row updated on a later try'),
-          notUpdated,
-        )
-      }),
-    )
+    const about = { session_id: session.id }
+    const stored = storeThroughOutage({
+      first: update(),
+      again: () => tryAgainWhileUnreachable(update, shuttingDown.signal),
+      failed: (err) => logger.error({ err, ...about }, 'voice session row not updated'),
+      logger,
+      what: 'voice session row',
+      context: about,
+    })
+    track(stored.done)
     logger.info({ session_id: session.id, tenant_id: session.tenantId, user_id: session.userId, reason, packets: c.packets, dropped: c.dropped }, 'voice session ended')
   }
   const unregisters = new Map<string, () => void>()
