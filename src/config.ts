@@ -47,6 +47,7 @@ const EnvSchema = T.Object({
   CHAT_DISCONNECT_GRACE_S: T.Number({ default: 15, minimum: 0, maximum: 600, description: 'how long a stream nobody watches keeps running, waiting for a resume' }),
   CHAT_REPLAY_TTL_S: T.Integer({ default: 300, minimum: 1, maximum: 86_400, description: 'how long a finished stream can be replayed' }),
   CHAT_MAX_STREAM_BYTES: T.Integer({ default: 16 * 1024 * 1024, minimum: 64 * 1024, maximum: 256 * 1024 * 1024, description: 'an answer whose events pass this size is cut: upstream cancelled, error STREAM_ERROR, the text so far stored' }),
+  CHAT_FOLLOWER_PATIENCE_S: T.Number({ default: 60, minimum: 1, maximum: 3600, description: 'a stream followed from another instance is closed (the client resumes later) once Redis has not answered its checks on the holder this long' }),
   CHAT_LOST_SWEEP_S: T.Integer({ default: 10, minimum: 1, maximum: 3600, description: 'how often questions whose stream a stopped instance lost get a failed answer' }),
   VOICE_ALLOWED_ORIGINS: T.Optional(T.String({ description: 'comma-separated Origin allowlist for voice WebSockets (default: CORS_ORIGINS)' })),
   VOICE_MAX_SESSIONS_PER_USER: T.Integer({ default: 2, minimum: 0, maximum: 100_000, description: 'concurrent voice sessions per user unless the tenant quota says otherwise (0 = unlimited)' }),
@@ -91,6 +92,7 @@ export interface Config {
   readonly chatDisconnectGraceMs: number
   readonly chatReplayTtlMs: number
   readonly chatLostSweepMs: number
+  readonly chatFollowerPatienceMs: number
   readonly chatMaxStreamBytes: number
   readonly voice: VoiceConfig
 }
@@ -198,6 +200,7 @@ export function loadConfig(raw: RawEnv = process.env): Config {
     chatDisconnectGraceMs: Math.round(env.CHAT_DISCONNECT_GRACE_S * 1000),
     chatReplayTtlMs: env.CHAT_REPLAY_TTL_S * 1000,
     chatLostSweepMs: env.CHAT_LOST_SWEEP_S * 1000,
+    chatFollowerPatienceMs: Math.round(env.CHAT_FOLLOWER_PATIENCE_S * 1000),
     chatMaxStreamBytes: env.CHAT_MAX_STREAM_BYTES,
     voice: {
       allowedOrigins:

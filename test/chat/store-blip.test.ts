@@ -26,7 +26,7 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     redis = await RedisServer.onFreePort()
     await redis.start()
     database = await createThrowawayDatabase()
-    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CHAT_PING_INTERVAL_MS: '100', CHAT_DISCONNECT_GRACE_S: '2' }
+    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CHAT_PING_INTERVAL_MS: '100', CHAT_DISCONNECT_GRACE_S: '2', CHAT_FOLLOWER_PATIENCE_S: '2.5' }
     a = await listeningGateway(env)
     b = await listeningGateway(env)
     user = await chatUser(a.gw)
@@ -66,6 +66,41 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     // the follower got what the holder's own client got, event for event
     expect(named(seenByB).map((e) => [e.id, e.event, e.data])).toEqual(named(seenByA).map((e) => [e.id, e.event, e.data]))
   }, 30_000)
+
+  test('Redis frozen past CHAT_FOLLOWER_PATIENCE_S: the follower closes its client\'s connection (no error: the stream is fine), and a resume once Redis is back gets the rest', async () => {
+    const id = `req-${crypto.randomUUID()}`
+    // the first chunk, then 12 s of silence, then the rest
+    const first = new SseReader(
+      await fetch(`${a.base}/api/v2/chat/stream`, chatRequest(user, { message: 'patience [[sim chunks=4 fail_after=5 silence_ms=12000]]', request_id: id })),
+    )
+    await first.until('generation_chunk')
+    const second = new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${id}`, { headers: user.auth }))
+    await second.until('generation_chunk')
+    redis.freeze(true)
+    const frozenAt = performance.now()
+    let seenByB: Awaited<ReturnType<typeof second.rest>>
+    try {
+      seenByB = await second.rest()
+    } finally {
+      redis.freeze(false)
+    }
+    // the first failed check comes ~3 s after B last heard from A, the one that gives up 3 s later (past the 2.5 s
+    // of patience): well before the silence ends, where it used to wait for as long as Redis was away
+    expect(performance.now() - frozenAt).toBeLessThan(9000)
+    expect(b.gw.logs.some((l) => l.request_id === id && String(l.msg).startsWith('gave up following'))).toBe(true)
+    const namedByB = seenByB.filter((e) => e.event)
+    expect(namedByB.map((e) => e.event)).not.toContain('error')
+    expect(namedByB.at(-1)!.event).toBe('generation_chunk')
+    // Redis is back: resuming from the last event B's client had gives exactly the rest, as A's client saw it
+    const lastId = namedByB.at(-1)!.id!
+    const resumed = new SseReader(await fetch(`${b.base}/api/v2/chat/stream/${id}`, { headers: { ...user.auth, 'last-event-id': String(lastId) } }))
+    const [seenByA, rest] = await Promise.all([first.rest(), resumed.rest()])
+    const namedByA = seenByA.filter((e) => e.event)
+    expect(namedByA.at(-1)!.event).toBe('stream_end')
+    expect(rest.filter((e) => e.event).map((e) => [e.id, e.event, e.data])).toEqual(
+      namedByA.filter((e) => e.id! > lastId).map((e) => [e.id, e.event, e.data]),
+    )
+  }, 40_000)
 
   /** a stream on A, read up to its first chunk: its reader and conversation */
   const streamingOnA = async (message: string) => {

@@ -93,6 +93,7 @@ export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 
     pingIntervalMs: deps.config.chatPingIntervalMs,
     graceMs: deps.config.chatDisconnectGraceMs,
     replayTtlMs: deps.config.chatReplayTtlMs,
+    followerPatienceMs: deps.config.chatFollowerPatienceMs,
     maxStreamBytes: deps.config.chatMaxStreamBytes,
     streamLimit: async (caller) => (await deps.identity.identity.tenant(caller.tenantId))?.quotas.concurrent_streams_per_user ?? QUOTA_DEFAULTS.concurrent_streams_per_user,
   })

@@ -100,6 +100,8 @@ export interface ChatServiceDeps {
   graceMs?: number
   /** how long a finished stream can be replayed. @default 300000 */
   replayTtlMs?: number
+  /** a follower whose checks on the holder fail this long (the store not answering) closes its client's connection. @default 60000 */
+  followerPatienceMs?: number
   /** the upstream events of one stream, in bytes, past which the answer is cut. @default 16 MiB */
   maxStreamBytes?: number
   /** the caller's concurrent_streams_per_user quota (0 = unlimited). @default 4 */
@@ -201,6 +203,7 @@ export function createChatService(deps: ChatServiceDeps) {
   const tickMs = Math.max(5, Math.floor(pingIntervalMs / 4))
   const graceMs = deps.graceMs ?? 15_000
   const replayTtlMs = deps.replayTtlMs ?? 300_000
+  const followerPatienceMs = deps.followerPatienceMs ?? LIVE_CLAIM_TTL_MS
   const maxStreamBytes = deps.maxStreamBytes ?? 16 * 1024 * 1024
   const now = deps.now ?? Date.now
   const streamLimit = deps.streamLimit ?? (async () => 4)
@@ -695,16 +698,34 @@ export function createChatService(deps: ChatServiceDeps) {
       feed.push(formatEvent(id, 'error', { code: 'STREAM_ERROR', error: 'The stream was lost', request_id: requestId }))
       feed.push(formatEvent(id + 1, 'stream_end', { request_id: requestId, lines_processed: 0, duration_ms: 0, timestamp: unixSeconds() }))
     }
-    /** the claim, or `unknown` when the store did not answer: that says nothing about the holder, so ask again later */
+    /** since when every check on the holder has failed (undefined: the last one answered) */
+    let unansweredSince: number | undefined
+    /**
+     * The claim, or `unknown` when the store did not answer: that says nothing about the holder, so ask again
+     * later — until the store has not answered for followerPatienceMs: then `gave_up`, and the client's
+     * connection is closed as a network drop would be (no `error`: the stream itself may be fine, and its
+     * client resumes from its last event once the store is back).
+     */
     const checkClaim = () =>
-      readClaim(tenantId, requestId).catch((err: unknown) => {
-        logger.warn({ err, request_id: requestId }, 'could not check on a chat stream held elsewhere: checking again later')
-        return 'unknown' as const
-      })
+      readClaim(tenantId, requestId).then(
+        (claim) => {
+          unansweredSince = undefined
+          return claim
+        },
+        (err: unknown) => {
+          unansweredSince ??= now()
+          if (now() - unansweredSince >= followerPatienceMs) {
+            logger.error({ err, request_id: requestId, patience_ms: followerPatienceMs }, 'gave up following a chat stream held elsewhere: the store has not answered')
+            return 'gave_up' as const
+          }
+          logger.warn({ err, request_id: requestId }, 'could not check on a chat stream held elsewhere: checking again later')
+          return 'unknown' as const
+        },
+      )
     await announce('watch')
     await fillFromLog()
     const claim = await checkClaim()
-    if (claim === 'unknown') {
+    if (claim === 'unknown' || claim === 'gave_up') {
       // the ticker checks again after FOLLOWER_CHECK_MS
     } else if (!claim || claim.state === 'ended') {
       // the holder writes the whole log before the claim says ended: read it again, it may have ended meanwhile
@@ -727,6 +748,7 @@ export function createChatService(deps: ChatServiceDeps) {
       if (now() - heardAt < FOLLOWER_CHECK_MS) return
       heardAt = now()
       const c = await checkClaim()
+      if (c === 'gave_up') return feed.finish()
       if (c === 'unknown' || (c?.state === 'live' && !(await holderGone(c)))) return
       await fillFromLog()
       if (!c || c.state === 'live') lost()
