@@ -2,6 +2,7 @@
  * Writes that must not be lost to a short database outage (a restart, a failover): what counts as the database
  * being unreachable, trying again while it is, and the logging around both.
  */
+import { tryAgainWhile } from '../lib/retry'
 import { errorCodes } from './client'
 
 /** how a driver says the server could not be reached or went away: nothing is wrong with the query */
@@ -20,34 +21,11 @@ export function isDatabaseUnreachable(err: unknown): boolean {
 }
 
 /**
- * After a first try that failed on an unreachable database: waits (250 ms, doubling to 8 s) and tries `work`
- * again while it fails that way, for `forMs` (a minute); once `signal` aborts (shutdown), once more at once.
- * Rejects with the last error.
+ * After a first try that failed on an unreachable database: tries `work` again while it fails that way (250 ms,
+ * doubling to 8 s), for `forMs` (a minute); once `signal` aborts (shutdown), once more at once.
  */
-export async function tryAgainWhileUnreachable<T>(work: () => Promise<T>, signal: AbortSignal, forMs = 60_000): Promise<T> {
-  const giveUpAt = Date.now() + forMs
-  for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 8_000)) {
-    await abortableSleep(waitMs, signal)
-    try {
-      return await work()
-    } catch (err) {
-      if (!isDatabaseUnreachable(err) || signal.aborted || Date.now() >= giveUpAt) throw err
-    }
-  }
-}
-
-/** resolves after `ms`, or at once when `signal` aborts */
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve()
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
+export function tryAgainWhileUnreachable<T>(work: () => Promise<T>, signal: AbortSignal, forMs = 60_000): Promise<T> {
+  return tryAgainWhile(work, { retriable: isDatabaseUnreachable, signal, forMs })
 }
 
 interface OutageLogger {

@@ -149,6 +149,31 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     expect(replay.map((e) => [e.id, e.event, e.data])).toEqual(reader.seen.filter((e) => e.event).map((e) => [e.id, e.event, e.data]))
   }, 30_000)
 
+  test('Redis killed as the stream ends (its log and ended claim refused): once Redis is started again, empty, B replays the whole stream', async () => {
+    const { reader } = await streamingOnA('gone [[sim chunks=30 delay_ms=20]]')
+    const rid = reader.seen[0]!.data!.request_id as string
+    await redis.kill()
+    try {
+      const seen = (await reader.rest()).filter((e) => e.event)
+      expect(seen.at(-1)!.event).toBe('stream_end')
+    } finally {
+      await redis.start()
+    }
+    // A tries the ending again in the background: B finds it within the retry's back-off
+    let replay: Array<SseReader['seen'][number]> = []
+    await eventually(async () => {
+      const res = await fetch(`${b.base}/api/v2/chat/stream/${rid}`, { headers: user.auth })
+      if (res.status !== 200) return false
+      replay = (await new SseReader(res).rest()).filter((e) => e.event)
+      return true
+    }, 10_000)
+    expect(replay.map((e) => [e.id, e.event, e.data])).toEqual(reader.seen.filter((e) => e.event).map((e) => [e.id, e.event, e.data]))
+    // the ending was refused at first (no offline queue), then stored on a later try
+    const said = (msg: string) => a.gw.logs.some((l) => l.request_id === rid && l.msg === msg)
+    expect(said('chat stream ending not stored yet: the store is unreachable; trying again')).toBe(true)
+    expect(said('chat stream ending stored on a later try')).toBe(true)
+  }, 30_000)
+
   test("a follower that leaves while Redis is down (its unwatch lost): its watch lapses and A cancels the stream after the grace", async () => {
     const id = `req-${crypto.randomUUID()}`
     const ctrl = new AbortController()

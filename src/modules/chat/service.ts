@@ -20,6 +20,7 @@
 import { storeThroughOutage } from '../../db'
 import { AppError } from '../../errors'
 import { newId } from '../../lib/ids'
+import { tryAgainWhile } from '../../lib/retry'
 import type { Metrics } from '../../observability/metrics'
 import { channels, jsonMessages, keys, type Presence, type Store } from '../../store'
 import { UpstreamError, type UpstreamPool, type UpstreamStream } from '../../upstream'
@@ -213,6 +214,9 @@ export function createChatService(deps: ChatServiceDeps) {
   const runs = new Map<string, Run>()
   const runKey = (tenantId: string, requestId: string) => `${tenantId}\u0000${requestId}`
   let closing = false
+  /** endings tried again while the store is away (shared store), and what tells them shutdown has come */
+  const endings = new Set<Promise<void>>()
+  const stopping = new AbortController()
   /** ended runs kept for replay (in-process store only), oldest first */
   const retained: Array<{ run: Run; bytes: number; until: number }> = []
   let retainedBytes = 0
@@ -273,22 +277,28 @@ export function createChatService(deps: ChatServiceDeps) {
 
   /** writes the events not yet in the store (in order: one write at a time per run) */
   function flush(run: Run, ttlMs = LIVE_LOG_TTL_MS): Promise<void> {
-    run.flushing = run.flushing.then(() => writeLog(run, ttlMs))
+    run.flushing = run.flushing.then(() => writeLog(run, ttlMs).then(() => {}))
     return run.flushing
   }
 
-  /** the store command goes out before this returns: commands issued after it reach Redis after it */
-  function writeLog(run: Run, ttlMs: number): Promise<void> {
+  /** the store command goes out before this returns: commands issued after it reach Redis after it. True once stored */
+  function writeLog(run: Run, ttlMs: number): Promise<boolean> {
     const from = run.flushed
     const batch = run.events.slice(from)
-    if (batch.length === 0) return Promise.resolve()
+    if (batch.length === 0) return Promise.resolve(true)
     run.flushed = from + batch.length
     const logKey = keys.chatEvents(run.tenantId, run.requestId)
     // the first write (usually the whole log, at the end) is a SET: much cheaper for Redis than APPEND's script
     const written = from === 0 ? store.set(logKey, batch.join(''), { ttlMs }) : store.append(logKey, batch.join(''), ttlMs)
     return written.then(
-      () => (run.remoteWatchers.size > 0 ? publishFeed(run, { from, events: batch }) : undefined),
-      (err: unknown) => logger.warn({ err, request_id: run.requestId }, 'could not store chat events: a resume on another instance may miss them'),
+      async () => {
+        if (run.remoteWatchers.size > 0) await publishFeed(run, { from, events: batch })
+        return true
+      },
+      (err: unknown) => {
+        logger.warn({ err, request_id: run.requestId }, 'could not store chat events: a resume on another instance may miss them')
+        return false
+      },
     )
   }
 
@@ -301,11 +311,16 @@ export function createChatService(deps: ChatServiceDeps) {
     }, FLUSH_MS)
   }
 
-  function writeClaim(run: Run, state: Claim['state'], ttlMs: number): Promise<unknown> {
+  /** true once stored */
+  function writeClaim(run: Run, state: Claim['state'], ttlMs: number): Promise<boolean> {
     const claim: Claim = { user: run.userId, hash: run.hash, state, inst: presence?.id }
-    return store.set(keys.chatStream(run.tenantId, run.requestId), JSON.stringify(claim), { ttlMs }).catch((err: unknown) => {
-      logger.warn({ err, request_id: run.requestId }, 'could not update a chat stream claim')
-    })
+    return store.set(keys.chatStream(run.tenantId, run.requestId), JSON.stringify(claim), { ttlMs }).then(
+      () => true,
+      (err: unknown) => {
+        logger.warn({ err, request_id: run.requestId }, 'could not update a chat stream claim')
+        return false
+      },
+    )
   }
 
   async function readClaim(tenantId: string, requestId: string): Promise<Claim | undefined> {
@@ -612,15 +627,49 @@ export function createChatService(deps: ChatServiceDeps) {
     }
   }
 
+  /**
+   * The ending in the store, in one pipelined burst that Redis runs in this order: the whole log, then the claim
+   * says ended, then the followers hear it. True when the log and the claim were stored.
+   */
+  async function storeEnding(run: Run): Promise<boolean> {
+    const [logged, claimed] = await Promise.all([
+      writeLog(run, replayTtlMs),
+      writeClaim(run, 'ended', replayTtlMs),
+      publishFeed(run, { count: run.events.length, end: true }),
+      releaseConcurrent(run),
+    ])
+    return logged && claimed
+  }
+
   /** after the end: the replay log and the claim live on for the replay TTL */
   async function retire(run: Run): Promise<void> {
     const key = runKey(run.tenantId, run.requestId)
     if (shared) {
       await run.flushing // a write for a follower still on its way goes first
-      // the last commands in one pipelined burst, run by Redis in this order: the whole log, then the claim says
-      // ended, then the followers hear it
-      await Promise.all([writeLog(run, replayTtlMs), writeClaim(run, 'ended', replayTtlMs), publishFeed(run, { count: run.events.length, end: true }), releaseConcurrent(run)])
-      if (runs.get(key) === run) runs.delete(key)
+      if (await storeEnding(run)) {
+        if (runs.get(key) === run) runs.delete(key)
+        return
+      }
+      // Redis did not take it: this instance keeps the run (a resume or re-POST here replays it from memory) and
+      // tries again in the background, the whole log each time, so other instances can replay it once Redis is back
+      const context = { request_id: run.requestId }
+      logger.warn(context, 'chat stream ending not stored yet: the store is unreachable; trying again')
+      const retry = tryAgainWhile(
+        async () => {
+          run.flushed = 0
+          if (!(await storeEnding(run))) throw new Error('the store did not take the ending')
+        },
+        { retriable: () => true, signal: stopping.signal, forMs: replayTtlMs },
+      )
+        .then(
+          () => logger.info(context, 'chat stream ending stored on a later try'),
+          (err: unknown) => logger.error({ err, ...context }, 'chat stream ending not stored: other instances cannot replay it'),
+        )
+        .finally(() => {
+          endings.delete(retry)
+          if (runs.get(key) === run) runs.delete(key)
+        })
+      endings.add(retry)
       return
     }
     await releaseConcurrent(run)
@@ -881,6 +930,9 @@ export function createChatService(deps: ChatServiceDeps) {
       if (left > 0) await Promise.race([finished, Bun.sleep(left)])
       for (const run of running()) run.stop('shutdown')
       await Promise.all([...runs.values()].map((r) => r.done))
+      // endings waiting for the store get one more try now
+      stopping.abort()
+      await Promise.all([...endings])
       await writer.stopRetrying()
       const unsubscribe = await control
       await unsubscribe?.()
