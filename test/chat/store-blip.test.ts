@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { TestApp } from '../helpers/app'
 import type { TestUser } from '../helpers/identity'
+import { keys } from '../../src/store'
 import { RedisServer } from '../helpers/redis-server'
 import { ci, createThrowawayDatabase, hasPostgres } from '../helpers/services'
 import { chatRequest, chatUser, eventually, listeningGateway, SseReader } from './helpers'
@@ -38,7 +39,7 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
       await x?.gw.close()
     }
     await database?.drop()
-    await redis?.kill()
+    await redis?.remove()
   })
 
   test('Redis frozen while the upstream is silent: the follower keeps waiting and gets the whole answer, no "lost" error', async () => {
@@ -149,7 +150,12 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     expect(replay.map((e) => [e.id, e.event, e.data])).toEqual(reader.seen.filter((e) => e.event).map((e) => [e.id, e.event, e.data]))
   }, 30_000)
 
-  test('Redis killed as the stream ends (its log and ended claim refused): once Redis is started again, empty, B replays the whole stream', async () => {
+  test('Redis killed as the stream ends (its log, ended claim and live-set removal refused): once it is back with its data, B replays the whole stream and no phantom stream counts against the user', async () => {
+    // a Redis that keeps its data across a kill (append-only file), so what was refused is visible after the restart
+    await redis.kill()
+    await redis.start({ durable: true })
+    // the instances reconnect; give them a moment, as a client would retry
+    await Bun.sleep(1500)
     const { reader } = await streamingOnA('gone [[sim chunks=30 delay_ms=20]]')
     const rid = reader.seen[0]!.data!.request_id as string
     await redis.kill()
@@ -157,7 +163,7 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
       const seen = (await reader.rest()).filter((e) => e.event)
       expect(seen.at(-1)!.event).toBe('stream_end')
     } finally {
-      await redis.start()
+      await redis.start({ durable: true })
     }
     // A tries the ending again in the background: B finds it within the retry's back-off
     let replay: Array<SseReader['seen'][number]> = []
@@ -172,6 +178,9 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     const said = (msg: string) => a.gw.logs.some((l) => l.request_id === rid && l.msg === msg)
     expect(said('chat stream ending not stored yet: the store is unreachable; trying again')).toBe(true)
     expect(said('chat stream ending stored on a later try')).toBe(true)
+    // and it left its user's live set: no phantom stream counts against concurrent_streams_per_user
+    const live = await a.gw.deps.store.sMembers(keys.chatLive(user.tenantId, user.id))
+    expect(live.filter((m) => m.startsWith(`${rid}|`))).toEqual([])
   }, 30_000)
 
   test("a follower that leaves while Redis is down (its unwatch lost): its watch lapses and A cancels the stream after the grace", async () => {

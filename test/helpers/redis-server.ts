@@ -1,8 +1,12 @@
-/** A throwaway redis-server on a free loopback port, which tests may kill, freeze and restart. */
+/** A throwaway redis-server on a free loopback port, which tests may kill, freeze and restart (empty, or durable: with its data). */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Subprocess } from 'bun'
 
 export class RedisServer {
   private proc: Subprocess | undefined
+  private dir: string | undefined
 
   private constructor(readonly port: number) {}
 
@@ -17,9 +21,14 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`
   }
 
-  async start(): Promise<void> {
+  /** `durable`: an append-only file synced on every write, in a directory of its own: a kill loses nothing, and the next durable start loads it */
+  async start(opts: { durable?: boolean } = {}): Promise<void> {
     if (this.proc) return
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '']
+    if (opts.durable) {
+      this.dir ??= mkdtempSync(join(tmpdir(), 'vh-redis-'))
+      args.push('--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir)
+    } else args.push('--appendonly', 'no')
     this.proc = Bun.spawn(['redis-server', ...args, '--daemonize', 'no'], { stdout: 'ignore', stderr: 'ignore' })
     const deadline = performance.now() + 5000
     while (!(await this.answersPing())) {
@@ -35,6 +44,13 @@ export class RedisServer {
     if (!proc) return
     proc.kill('SIGKILL')
     await proc.exited
+  }
+
+  /** kills it and removes what a durable start wrote */
+  async remove(): Promise<void> {
+    await this.kill()
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true })
+    this.dir = undefined
   }
 
   /** SIGSTOP/SIGCONT: the socket stays open but nothing answers, as with a hung server. */

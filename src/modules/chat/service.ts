@@ -373,13 +373,19 @@ export function createChatService(deps: ChatServiceDeps) {
       .catch((err: unknown) => logger.warn({ err, request_id: run.requestId }, 'could not refresh a live chat stream entry'))
   }
 
-  async function releaseConcurrent(run: Run): Promise<void> {
-    if (!run.liveMember) return
+  /** true once the entry is gone; a failed removal keeps it on the run, to be tried again */
+  async function releaseConcurrent(run: Run): Promise<boolean> {
+    if (!run.liveMember) return true
     const member = run.liveMember
     run.liveMember = ''
-    await store.sRem(keys.chatLive(run.tenantId, run.userId), [member]).catch((err: unknown) => {
-      logger.warn({ err, request_id: run.requestId }, 'could not remove a live chat stream entry')
-    })
+    return store.sRem(keys.chatLive(run.tenantId, run.userId), [member]).then(
+      () => true,
+      (err: unknown) => {
+        logger.warn({ err, request_id: run.requestId }, 'could not remove a live chat stream entry')
+        run.liveMember ||= member
+        return false
+      },
+    )
   }
 
   // ---- running a stream
@@ -629,16 +635,16 @@ export function createChatService(deps: ChatServiceDeps) {
 
   /**
    * The ending in the store, in one pipelined burst that Redis runs in this order: the whole log, then the claim
-   * says ended, then the followers hear it. True when the log and the claim were stored.
+   * says ended, then the followers hear it; the run leaves its user's live set. True when all of it was stored.
    */
   async function storeEnding(run: Run): Promise<boolean> {
-    const [logged, claimed] = await Promise.all([
+    const [logged, claimed, , released] = await Promise.all([
       writeLog(run, replayTtlMs),
       writeClaim(run, 'ended', replayTtlMs),
       publishFeed(run, { count: run.events.length, end: true }),
       releaseConcurrent(run),
     ])
-    return logged && claimed
+    return logged && claimed && released
   }
 
   /** after the end: the replay log and the claim live on for the replay TTL */
