@@ -29,3 +29,27 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', done, { once: true })
   })
 }
+
+/**
+ * Retries running in the background that shutdown cuts short: each gets the same signal; `stop` aborts it (each
+ * tries once more at once, as `tryAgainWhile` does) and resolves when all have settled.
+ */
+export class BackgroundRetries {
+  private readonly pending = new Set<Promise<unknown>>()
+  private readonly stopping = new AbortController()
+
+  start<T>(retry: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const p = retry(this.stopping.signal)
+    this.pending.add(p)
+    void p.then(
+      () => this.pending.delete(p),
+      () => this.pending.delete(p),
+    )
+    return p
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort()
+    await Promise.allSettled([...this.pending])
+  }
+}

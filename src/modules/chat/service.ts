@@ -20,7 +20,7 @@
 import { storeThroughOutage } from '../../db'
 import { AppError } from '../../errors'
 import { newId } from '../../lib/ids'
-import { tryAgainWhile } from '../../lib/retry'
+import { BackgroundRetries, tryAgainWhile } from '../../lib/retry'
 import type { Metrics } from '../../observability/metrics'
 import { channels, jsonMessages, keys, type Presence, type Store } from '../../store'
 import { UpstreamError, type UpstreamPool, type UpstreamStream } from '../../upstream'
@@ -214,9 +214,8 @@ export function createChatService(deps: ChatServiceDeps) {
   const runs = new Map<string, Run>()
   const runKey = (tenantId: string, requestId: string) => `${tenantId}\u0000${requestId}`
   let closing = false
-  /** endings tried again while the store is away (shared store), and what tells them shutdown has come */
-  const endings = new Set<Promise<void>>()
-  const stopping = new AbortController()
+  /** endings tried again while the store is away (shared store) */
+  const endings = new BackgroundRetries()
   /** ended runs kept for replay (in-process store only), oldest first */
   const retained: Array<{ run: Run; bytes: number; until: number }> = []
   let retainedBytes = 0
@@ -290,13 +289,18 @@ export function createChatService(deps: ChatServiceDeps) {
     const logKey = keys.chatEvents(run.tenantId, run.requestId)
     // the first write (usually the whole log, at the end) is a SET: much cheaper for Redis than APPEND's script
     const written = from === 0 ? store.set(logKey, batch.join(''), { ttlMs }) : store.append(logKey, batch.join(''), ttlMs)
-    return written.then(
-      async () => {
-        if (run.remoteWatchers.size > 0) await publishFeed(run, { from, events: batch })
-        return true
-      },
+    return landed(run, written, 'could not store chat events: a resume on another instance may miss them').then(async (ok) => {
+      if (ok && run.remoteWatchers.size > 0) await publishFeed(run, { from, events: batch })
+      return ok
+    })
+  }
+
+  /** true once the store command succeeded; a failure is logged */
+  function landed(run: Run, command: Promise<unknown>, failure: string): Promise<boolean> {
+    return command.then(
+      () => true,
       (err: unknown) => {
-        logger.warn({ err, request_id: run.requestId }, 'could not store chat events: a resume on another instance may miss them')
+        logger.warn({ err, request_id: run.requestId }, failure)
         return false
       },
     )
@@ -314,13 +318,7 @@ export function createChatService(deps: ChatServiceDeps) {
   /** true once stored */
   function writeClaim(run: Run, state: Claim['state'], ttlMs: number): Promise<boolean> {
     const claim: Claim = { user: run.userId, hash: run.hash, state, inst: presence?.id }
-    return store.set(keys.chatStream(run.tenantId, run.requestId), JSON.stringify(claim), { ttlMs }).then(
-      () => true,
-      (err: unknown) => {
-        logger.warn({ err, request_id: run.requestId }, 'could not update a chat stream claim')
-        return false
-      },
-    )
+    return landed(run, store.set(keys.chatStream(run.tenantId, run.requestId), JSON.stringify(claim), { ttlMs }), 'could not update a chat stream claim')
   }
 
   async function readClaim(tenantId: string, requestId: string): Promise<Claim | undefined> {
@@ -378,14 +376,9 @@ export function createChatService(deps: ChatServiceDeps) {
     if (!run.liveMember) return true
     const member = run.liveMember
     run.liveMember = ''
-    return store.sRem(keys.chatLive(run.tenantId, run.userId), [member]).then(
-      () => true,
-      (err: unknown) => {
-        logger.warn({ err, request_id: run.requestId }, 'could not remove a live chat stream entry')
-        run.liveMember ||= member
-        return false
-      },
-    )
+    const removed = await landed(run, store.sRem(keys.chatLive(run.tenantId, run.userId), [member]), 'could not remove a live chat stream entry')
+    if (!removed) run.liveMember ||= member
+    return removed
   }
 
   // ---- running a stream
@@ -660,22 +653,19 @@ export function createChatService(deps: ChatServiceDeps) {
       // tries again in the background, the whole log each time, so other instances can replay it once Redis is back
       const context = { request_id: run.requestId }
       logger.warn(context, 'chat stream ending not stored yet: the store is unreachable; trying again')
-      const retry = tryAgainWhile(
-        async () => {
-          run.flushed = 0
-          if (!(await storeEnding(run))) throw new Error('the store did not take the ending')
-        },
-        { retriable: () => true, signal: stopping.signal, forMs: replayTtlMs },
-      )
+      const again = async () => {
+        run.flushed = 0
+        if (!(await storeEnding(run))) throw new Error('the store did not take the ending')
+      }
+      void endings
+        .start((signal) => tryAgainWhile(again, { retriable: () => true, signal, forMs: replayTtlMs }))
         .then(
           () => logger.info(context, 'chat stream ending stored on a later try'),
           (err: unknown) => logger.error({ err, ...context }, 'chat stream ending not stored: other instances cannot replay it'),
         )
         .finally(() => {
-          endings.delete(retry)
           if (runs.get(key) === run) runs.delete(key)
         })
-      endings.add(retry)
       return
     }
     await releaseConcurrent(run)
@@ -755,12 +745,7 @@ export function createChatService(deps: ChatServiceDeps) {
     }
     /** since when every check on the holder has failed (undefined: the last one answered) */
     let unansweredSince: number | undefined
-    /**
-     * The claim, or `unknown` when the store did not answer: that says nothing about the holder, so ask again
-     * later — until the store has not answered for followerPatienceMs: then `gave_up`, and the client's
-     * connection is closed as a network drop would be (no `error`: the stream itself may be fine, and its
-     * client resumes from its last event once the store is back).
-     */
+    /** the claim, or `unknown` when the store did not answer: that says nothing about the holder, so ask again later */
     const checkClaim = () =>
       readClaim(tenantId, requestId).then(
         (claim) => {
@@ -769,10 +754,6 @@ export function createChatService(deps: ChatServiceDeps) {
         },
         (err: unknown) => {
           unansweredSince ??= now()
-          if (now() - unansweredSince >= followerPatienceMs) {
-            logger.error({ err, request_id: requestId, patience_ms: followerPatienceMs }, 'gave up following a chat stream held elsewhere: the store has not answered')
-            return 'gave_up' as const
-          }
           logger.warn({ err, request_id: requestId }, 'could not check on a chat stream held elsewhere: checking again later')
           return 'unknown' as const
         },
@@ -780,7 +761,7 @@ export function createChatService(deps: ChatServiceDeps) {
     await announce('watch')
     await fillFromLog()
     const claim = await checkClaim()
-    if (claim === 'unknown' || claim === 'gave_up') {
+    if (claim === 'unknown') {
       // the ticker checks again after FOLLOWER_CHECK_MS
     } else if (!claim || claim.state === 'ended') {
       // the holder writes the whole log before the claim says ended: read it again, it may have ended meanwhile
@@ -803,7 +784,12 @@ export function createChatService(deps: ChatServiceDeps) {
       if (now() - heardAt < FOLLOWER_CHECK_MS) return
       heardAt = now()
       const c = await checkClaim()
-      if (c === 'gave_up') return feed.finish()
+      if (c === 'unknown' && now() - unansweredSince! >= followerPatienceMs) {
+        // nothing reaches this follower without the store: its client's connection closes as a network drop
+        // would (no `error`: the stream may be fine where it is held), and the client resumes once the store is back
+        logger.error({ request_id: requestId, patience_ms: followerPatienceMs }, 'gave up following a chat stream held elsewhere: the store has not answered')
+        return feed.finish()
+      }
       if (c === 'unknown' || (c?.state === 'live' && !(await holderGone(c)))) return
       await fillFromLog()
       if (!c || c.state === 'live') lost()
@@ -937,8 +923,7 @@ export function createChatService(deps: ChatServiceDeps) {
       for (const run of running()) run.stop('shutdown')
       await Promise.all([...runs.values()].map((r) => r.done))
       // endings waiting for the store get one more try now
-      stopping.abort()
-      await Promise.all([...endings])
+      await endings.stop()
       await writer.stopRetrying()
       const unsubscribe = await control
       await unsubscribe?.()

@@ -11,6 +11,7 @@
  */
 import { type DatabaseHandle, pgErrorCode, rawQuery, tryAgainWhileUnreachable } from '../../db'
 import { newId } from '../../lib/ids'
+import { BackgroundRetries } from '../../lib/retry'
 import { storableReplacer, SUSPECT_ESCAPE } from '../../lib/storable'
 import { type AppendMessage, conversationErrors } from './service'
 
@@ -102,9 +103,8 @@ const STATEMENT = `
 export function createMessageWriter({ db }: { db: DatabaseHandle }) {
   let queue: Pending[] = []
   let writing = false
-  /** writes tried again in the background (appendLater), and what tells them to stop waiting */
-  const retrying = new Set<Promise<void>>()
-  const stopping = new AbortController()
+  /** writes tried again in the background (appendLater) */
+  const retries = new BackgroundRetries()
 
   async function drain(): Promise<void> {
     writing = true
@@ -166,16 +166,12 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
      * The message's id must be set, so that a try whose commit did happen is not stored twice.
      */
     appendLater(conversation: { id: string; tenantId: string }, input: AppendMessage & { id: string }): Promise<void> {
-      const work = tryAgainWhileUnreachable(() => writeAgain(conversation, input), stopping.signal)
-      retrying.add(work)
-      void work.finally(() => retrying.delete(work)).catch(() => {})
-      return work
+      return retries.start((signal) => tryAgainWhileUnreachable(() => writeAgain(conversation, input), signal))
     },
 
     /** shutdown: the writes tried again in the background try once more at once; resolves when they are done */
-    async stopRetrying(): Promise<void> {
-      stopping.abort()
-      await Promise.allSettled([...retrying])
+    stopRetrying(): Promise<void> {
+      return retries.stop()
     },
 
     /** creates the conversation `id` (owned by `userId`) with its first message; the caller checked the permission */

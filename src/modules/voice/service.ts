@@ -10,6 +10,7 @@ import { type VoiceSession as VoiceSessionRow, voiceSessions } from '../../db/sc
 import { AppError } from '../../errors'
 import type { PageRequest } from '../../http/models'
 import { newId } from '../../lib/ids'
+import { BackgroundRetries } from '../../lib/retry'
 import type { Logger } from '../../observability/logger'
 import type { Metrics } from '../../observability/metrics'
 import { jsonMessages, type Presence, type Store } from '../../store'
@@ -112,8 +113,8 @@ export function createVoiceService(deps: VoiceServiceDeps) {
   const gauge = metrics.websocketConnections.labels('voice')
   const latencyChild = { upstream: metrics.voiceRelayLatency.labels('upstream'), downstream: metrics.voiceRelayLatency.labels('downstream') }
 
-  /** aborted at shutdown: writes tried again while the database is unreachable stop waiting */
-  const shuttingDown = new AbortController()
+  /** session rows tried again while the database is unreachable; shutdown cuts them short */
+  const retries = new BackgroundRetries()
 
   function track<T>(p: Promise<T>): Promise<T> {
     pending.add(p)
@@ -274,7 +275,7 @@ export function createVoiceService(deps: VoiceServiceDeps) {
     const about = { session_id: session.id }
     const stored = storeThroughOutage({
       first: update(),
-      again: () => tryAgainWhileUnreachable(update, shuttingDown.signal),
+      again: () => retries.start((signal) => tryAgainWhileUnreachable(update, signal)),
       failed: (err) => logger.error({ err, ...about }, 'voice session row not updated'),
       logger,
       what: 'voice session row',
@@ -477,8 +478,7 @@ export function createVoiceService(deps: VoiceServiceDeps) {
       closing = true
       clearInterval(sweeper)
       // transcript lines and session rows waiting for the database try once more as they come, not for a minute
-      shuttingDown.abort()
-      const retried = writer.stopRetrying()
+      const retried = Promise.all([retries.stop(), writer.stopRetrying()])
       for (const s of [...sessions.values()]) s.end('shutdown')
       for (const key of [...bridges.keys()]) {
         const bridge = bridges.get(key)!
