@@ -34,12 +34,11 @@ export class EventFeed {
     for (const w of this.watching) if (id >= w.from) w.write(text)
   }
 
-  /** appends the events of one upstream read: each watcher gets them as one write */
-  pushAll(texts: readonly string[]): void {
+  /** appends the events of one upstream read: each watcher gets them as one write (`joined`: their texts joined, if at hand) */
+  pushAll(texts: readonly string[], joined?: string): void {
     if (texts.length === 1) return this.push(texts[0]!)
     const from = this.events.length
     for (const text of texts) this.events.push(text)
-    let joined: string | undefined
     for (const w of this.watching) {
       if (w.from <= from) w.write((joined ??= texts.join('')))
       else if (w.from < this.events.length) w.write(this.events.slice(w.from).join(''))

@@ -17,7 +17,8 @@ import { type DatabaseHandle, rawQuery } from '../../db'
 import type { Metrics } from '../../observability/metrics'
 import { storableJson } from '../conversations/writer'
 import { keys, type Presence, type Store } from '../../store'
-import { type Claim, chunkText, parseClaim } from './service'
+import { chunkText } from './answer'
+import { type Claim, parseClaim } from './service'
 import { splitEvents } from './sse'
 
 /** questions looked at per sweep (the rest the next time) */

@@ -30,10 +30,9 @@ import type { AppendMessage, ConversationRef, ConversationService } from '../con
 import type { MessageWriter } from '../conversations/writer'
 import { EventFeed, watchFeed } from './feed'
 import type { ChatStreamBody } from './model'
-import { eventName, formatEvent, splitEvents } from './sse'
+import { Answer, AnswerTooLarge } from './answer'
+import { formatEvent, splitEvents, unixSeconds } from './sse'
 
-/** contract §0: a body's `timestamp` is unix seconds (as the seed); `*_at` fields are RFC 3339 */
-const unixSeconds = () => Math.floor(Date.now() / 1000)
 
 /** CHAT_HISTORY_TURNS: prior messages sent upstream with a new question */
 export const HISTORY_TURNS = 10
@@ -176,26 +175,11 @@ function bodyHash(body: ChatStreamBody): string {
   return Bun.hash(canonical).toString(36)
 }
 
-/** the answer outgrew maxStreamBytes: the events that fit were sent, the rest is not read */
-class AnswerTooLarge extends Error {
-  constructor(readonly limit: number) {
-    super(`the answer passed ${limit} bytes`)
-    this.name = 'AnswerTooLarge'
-  }
-}
-
 function upstreamFailure(err: unknown): { code: string; error: string } | undefined {
   if (err instanceof UpstreamError) return { code: err.code, error: err.message }
   if (err instanceof AnswerTooLarge) return { code: 'STREAM_ERROR', error: `The answer is larger than the gateway relays (${err.limit} bytes)` }
   return undefined
 }
-
-/** the chunk text of a generation_chunk line (`content`, or `delta`) */
-export function chunkText(line: Record<string, unknown>): string {
-  const text = line.content ?? line.delta
-  return typeof text === 'string' ? text : ''
-}
-
 
 export function createChatService(deps: ChatServiceDeps) {
   const { conversations, writer, upstream, live, store, presence, logger, metrics } = deps
@@ -440,8 +424,8 @@ export function createChatService(deps: ChatServiceDeps) {
     }, tickMs)
 
     /** appends events to the feed: its watchers get them now, the store (while followed) within FLUSH_MS */
-    const relay = (texts: readonly string[]) => {
-      run.pushAll(texts)
+    const relay = (texts: readonly string[], joined?: string) => {
+      run.pushAll(texts, joined)
       lastSentAt = now()
       scheduleFlush(run)
     }
@@ -449,12 +433,7 @@ export function createChatService(deps: ChatServiceDeps) {
 
     // made after the question is stored: message ids order a conversation
     let messageId = ''
-    let text = ''
-    let references: unknown[] | undefined
-    let usage: Record<string, unknown> | undefined
-    let ttftMs: number | undefined
-    let linesProcessed = 0
-    let invalidLines = 0
+    const answer = new Answer(run.requestId, maxStreamBytes, started, now)
     let upstreamStream: UpstreamStream | undefined
     let upstreamUrl: string | undefined
     let upstreamOutcome = 'cancelled'
@@ -465,15 +444,15 @@ export function createChatService(deps: ChatServiceDeps) {
     /** stores the assistant's message once, with exactly the text of the events sent */
     async function persist(status: 'completed' | 'failed' | 'cancelled'): Promise<void> {
       if (!questionStored) return
-      const answer: AppendMessage & { id: string } = {
+      const message: AppendMessage & { id: string } = {
         id: messageId,
         role: 'assistant',
-        content: text,
+        content: answer.text,
         modality: 'text',
         status,
-        references: references ?? null,
-        usage: usage ?? null,
-        ttftMs: ttftMs ?? null,
+        references: answer.references ?? null,
+        usage: answer.usage ?? null,
+        ttftMs: answer.ttftMs ?? null,
         durationMs: now() - started,
         requestId: run.requestId,
         userId: caller.userId,
@@ -481,8 +460,8 @@ export function createChatService(deps: ChatServiceDeps) {
       const context = { request_id: run.requestId, conversation_id: conversation.id }
       // an unreachable database does not hold up the ending: the answer is tried again in the background
       await storeThroughOutage({
-        first: writer.append(conversation, answer),
-        again: () => writer.appendLater(conversation, answer),
+        first: writer.append(conversation, message),
+        again: () => writer.appendLater(conversation, message),
         failed: (err) =>
           // the owner deleted the conversation while it streamed: nothing is wrong with the gateway
           err instanceof AppError && err.status === 404
@@ -494,7 +473,7 @@ export function createChatService(deps: ChatServiceDeps) {
       }).first
     }
 
-    const streamEnd = () => emit('stream_end', { request_id: run.requestId, lines_processed: linesProcessed, duration_ms: now() - started, timestamp: unixSeconds() })
+    const streamEnd = () => emit('stream_end', { request_id: run.requestId, lines_processed: answer.lines, duration_ms: now() - started, timestamp: unixSeconds() })
     let ending = 'completed'
 
     try {
@@ -540,47 +519,14 @@ export function createChatService(deps: ChatServiceDeps) {
       questionStored = true
       upstreamStream = await query
       upstreamUrl = upstreamStream.upstream
-      let failed = false
-      let streamBytes = 0
       // the lines of one upstream read are handled in one turn (a cancel can only land between reads)
       for await (const batch of upstreamStream.batches) {
-        const texts: string[] = []
-        let tooLarge = false
-        for (const item of batch) {
-          if (item.kind === 'invalid') {
-            invalidLines++
-            continue
-          }
-          const line = item.value
-          const name = eventName(line)
-          // the parsed line is ours: enrich it in place
-          line.request_id = run.requestId
-          line.line_number = item.lineNumber
-          line.timestamp = unixSeconds()
-          const event = formatEvent(run.events.length + texts.length, name, line)
-          streamBytes += Buffer.byteLength(event)
-          if (streamBytes > maxStreamBytes) {
-            tooLarge = true
-            break
-          }
-          // what is stored is what was sent: only lines that fit count
-          if (linesProcessed++ === 0) metrics?.chatFirstEvent.observe((now() - started) / 1000)
-          if (name === 'generation_chunk') {
-            ttftMs ??= now() - started
-            text += chunkText(line)
-          } else if (name === 'retrieval_result') {
-            const refs = line.references ?? line.refs
-            if (Array.isArray(refs)) references = refs
-          } else if (name === 'error') {
-            failed = true
-          }
-          if (line.usage && typeof line.usage === 'object') usage = line.usage as Record<string, unknown>
-          texts.push(event)
-        }
-        if (texts.length > 0) relay(texts)
-        if (tooLarge) throw new AnswerTooLarge(maxStreamBytes)
+        const first = answer.lines === 0
+        answer.take(batch, run.events.length, relay)
+        if (first && answer.lines > 0) metrics?.chatFirstEvent.observe((now() - started) / 1000)
       }
       upstreamFinished = true
+      const { failed } = answer
       upstreamOutcome = failed ? 'failed' : 'completed'
       ending = failed ? 'upstream_error' : 'completed'
       await persist(failed ? 'failed' : 'completed')
@@ -618,9 +564,9 @@ export function createChatService(deps: ChatServiceDeps) {
       metrics?.chatStreamsActive.dec()
       metrics?.chatStreamEndings.inc({ reason: ending })
       if (upstreamUrl) metrics?.chatUpstreamRequests.inc({ upstream: upstreamUrl, outcome: upstreamOutcome })
-      if (invalidLines > 0) {
-        metrics?.chatInvalidLines.inc(invalidLines)
-        logger.warn({ request_id: run.requestId, invalid_lines: invalidLines }, 'upstream sent invalid NDJSON lines')
+      if (answer.invalidLines > 0) {
+        metrics?.chatInvalidLines.inc(answer.invalidLines)
+        logger.warn({ request_id: run.requestId, invalid_lines: answer.invalidLines }, 'upstream sent invalid NDJSON lines')
       }
       await retire(run)
     }

@@ -4,6 +4,9 @@
  */
 
 
+/** contract §0: a body's `timestamp` is unix seconds (as the seed); `*_at` fields are RFC 3339 */
+export const unixSeconds = () => Math.floor(Date.now() / 1000)
+
 const EVENT_NAME = /^[a-z][a-z0-9_.]{0,63}$/
 
 /** the VoiceHelper algorithm service's own `/query` types, renamed to the seed's */

@@ -1,0 +1,100 @@
+/**
+ * One stream's answer as its client receives it: each upstream read becomes SSE events (named, enriched, given
+ * their ids), and what those events said is gathered for the stored message — text, references, usage, time to
+ * the first chunk — counting only events that were sent. No I/O: the chat run relays what `take` returns.
+ */
+import type { NdjsonItem } from '../../upstream'
+import { eventName, formatEvent, unixSeconds } from './sse'
+
+/** the answer outgrew its byte limit: the events that fit were sent, the rest is not read */
+export class AnswerTooLarge extends Error {
+  constructor(readonly limit: number) {
+    super(`the answer passed ${limit} bytes`)
+    this.name = 'AnswerTooLarge'
+  }
+}
+
+/** the chunk text of a generation_chunk line (`content`, or `delta`) */
+export function chunkText(line: Record<string, unknown>): string {
+  const text = line.content ?? line.delta
+  return typeof text === 'string' ? text : ''
+}
+
+export class Answer {
+  text = ''
+  references: unknown[] | undefined
+  usage: Record<string, unknown> | undefined
+  /** ms from the stream's start to its first generation_chunk */
+  ttftMs: number | undefined
+  /** upstream lines sent as events */
+  lines = 0
+  /** upstream lines skipped: not JSON objects */
+  invalidLines = 0
+  /** the upstream sent an `error` line */
+  failed = false
+  /** UTF-8 bytes of the events sent */
+  bytes = 0
+
+  constructor(
+    private readonly requestId: string,
+    /** past this many bytes of events the answer is cut */
+    private readonly maxBytes: number,
+    private readonly startedAt: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /**
+   * The events of one upstream read, ids from `firstId`, with their texts joined (a watcher's one write).
+   * Throws AnswerTooLarge past the limit, after `sent` got the events that fit.
+   */
+  take(batch: readonly NdjsonItem[], firstId: number, sent: (texts: string[], joined?: string) => void): void {
+    const texts: string[] = []
+    const lines: Array<{ name: string; line: Record<string, unknown> }> = []
+    for (const item of batch) {
+      if (item.kind === 'invalid') {
+        this.invalidLines++
+        continue
+      }
+      const line = item.value
+      const name = eventName(line)
+      // the parsed line is ours: enriched in place
+      line.request_id = this.requestId
+      line.line_number = item.lineNumber
+      line.timestamp = unixSeconds()
+      texts.push(formatEvent(firstId + texts.length, name, line))
+      lines.push({ name, line })
+    }
+    if (texts.length === 0) return
+    // counted once per read, on the text its watchers are written anyway: counting each event's fresh text
+    // costs more than formatting it (bench/chat-lines.ts); event by event only past the limit, to cut there
+    let joined: string | undefined = texts.length === 1 ? texts[0]! : texts.join('')
+    const bytes = Buffer.byteLength(joined)
+    let fit = texts.length
+    if (this.bytes + bytes > this.maxBytes) {
+      for (fit = 0; fit < texts.length; fit++) {
+        const b = Buffer.byteLength(texts[fit]!)
+        if (this.bytes + b > this.maxBytes) break
+        this.bytes += b
+      }
+      joined = undefined
+    } else this.bytes += bytes
+    // what is stored is what was sent: only the events that fit count
+    for (let i = 0; i < fit; i++) {
+      const { name, line } = lines[i]!
+      this.lines++
+      if (name === 'generation_chunk') {
+        this.ttftMs ??= this.now() - this.startedAt
+        this.text += chunkText(line)
+      } else if (name === 'retrieval_result') {
+        const refs = line.references ?? line.refs
+        if (Array.isArray(refs)) this.references = refs
+      } else if (name === 'error') {
+        this.failed = true
+      }
+      if (line.usage && typeof line.usage === 'object') this.usage = line.usage as Record<string, unknown>
+    }
+    if (fit === texts.length) return sent(texts, joined)
+    if (fit > 0) sent(texts.slice(0, fit))
+    throw new AnswerTooLarge(this.maxBytes)
+  }
+}
