@@ -133,6 +133,37 @@ export async function cpuMicros(pid: number): Promise<number> {
   return ((Number(fields[11]) + Number(fields[12])) / CLK_TCK) * 1e6
 }
 
+/**
+ * CPU time so far of every Postgres and Redis server process on this host, by pid, in microseconds — from
+ * /proc/<pid>/schedstat (nanoseconds; /proc/<pid>/stat's 10 ms ticks are too coarse for a dozen small backends).
+ * Both are single-threaded per process (Redis's I/O threads are off by default).
+ */
+export async function serverCpu(): Promise<Map<number, number>> {
+  const out = new Map<number, number>()
+  const { readdirSync } = await import('node:fs')
+  await Promise.all(
+    readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(async (d) => {
+        try {
+          const comm = (await Bun.file(`/proc/${d}/comm`).text()).trim()
+          if (comm !== 'postgres' && comm !== 'redis-server') return
+          out.set(Number(d), Number((await Bun.file(`/proc/${d}/schedstat`).text()).split(' ')[0]) / 1000)
+        } catch {
+          // exited meanwhile
+        }
+      }),
+  )
+  return out
+}
+
+/** the server CPU used between two `serverCpu` readings (a process started in between counts from zero) */
+export function serverCpuSince(before: Map<number, number>, after: Map<number, number>): number {
+  let us = 0
+  for (const [pid, t] of after) us += t - (before.get(pid) ?? 0)
+  return us
+}
+
 /** Resident set size of a process in KiB, from /proc/<pid>/status (VmRSS). */
 export async function rssKb(pid: number): Promise<number> {
   const status = await Bun.file(`/proc/${pid}/status`).text()
