@@ -47,6 +47,7 @@ const EnvSchema = T.Object({
   CHAT_DISCONNECT_GRACE_S: T.Number({ default: 15, minimum: 0, maximum: 600, description: 'how long a stream nobody watches keeps running, waiting for a resume' }),
   CHAT_REPLAY_TTL_S: T.Integer({ default: 300, minimum: 1, maximum: 86_400, description: 'how long a finished stream can be replayed' }),
   CHAT_MAX_STREAM_BYTES: T.Integer({ default: 16 * 1024 * 1024, minimum: 64 * 1024, maximum: 256 * 1024 * 1024, description: 'an answer whose events pass this size is cut: upstream cancelled, error STREAM_ERROR, the text so far stored' }),
+  CHAT_REPLAY_MAX_BYTES: T.Integer({ default: 256 * 1024 * 1024, minimum: 64 * 1024, maximum: 16 * 1024 * 1024 * 1024, description: "finished streams' events this instance keeps in memory for replay (embedded store) or until Redis takes them (its outage); past this the oldest are dropped" }),
   CHAT_FOLLOWER_PATIENCE_S: T.Number({ default: 60, minimum: 1, maximum: 3600, description: 'a stream followed from another instance is closed (the client resumes later) once Redis has not answered its checks on the holder this long' }),
   CHAT_LOST_SWEEP_S: T.Integer({ default: 10, minimum: 1, maximum: 3600, description: 'how often questions whose stream a stopped instance lost get a failed answer' }),
   VOICE_ALLOWED_ORIGINS: T.Optional(T.String({ description: 'comma-separated Origin allowlist for voice WebSockets (default: CORS_ORIGINS)' })),
@@ -94,6 +95,7 @@ export interface Config {
   readonly chatLostSweepMs: number
   readonly chatFollowerPatienceMs: number
   readonly chatMaxStreamBytes: number
+  readonly chatReplayMaxBytes: number
   readonly voice: VoiceConfig
 }
 
@@ -202,6 +204,7 @@ export function loadConfig(raw: RawEnv = process.env): Config {
     chatLostSweepMs: env.CHAT_LOST_SWEEP_S * 1000,
     chatFollowerPatienceMs: Math.round(env.CHAT_FOLLOWER_PATIENCE_S * 1000),
     chatMaxStreamBytes: env.CHAT_MAX_STREAM_BYTES,
+    chatReplayMaxBytes: env.CHAT_REPLAY_MAX_BYTES,
     voice: {
       allowedOrigins:
         env.VOICE_ALLOWED_ORIGINS !== undefined ? splitList(env.VOICE_ALLOWED_ORIGINS) : env.CORS_ORIGINS !== undefined ? splitList(env.CORS_ORIGINS) : production ? [] : ['*'],

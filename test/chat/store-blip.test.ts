@@ -27,7 +27,7 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     redis = await RedisServer.onFreePort()
     await redis.start()
     database = await createThrowawayDatabase()
-    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CHAT_PING_INTERVAL_MS: '100', CHAT_DISCONNECT_GRACE_S: '2', CHAT_FOLLOWER_PATIENCE_S: '2.5' }
+    const env = { DATABASE_URL: database.url, REDIS_URL: redis.url, CHAT_PING_INTERVAL_MS: '100', CHAT_DISCONNECT_GRACE_S: '2', CHAT_FOLLOWER_PATIENCE_S: '2.5', CHAT_REPLAY_MAX_BYTES: String(1024 * 1024) }
     a = await listeningGateway(env)
     b = await listeningGateway(env)
     user = await chatUser(a.gw)
@@ -182,6 +182,40 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     const live = await a.gw.deps.store.sMembers(keys.chatLive(user.tenantId, user.id))
     expect(live.filter((m) => m.startsWith(`${rid}|`))).toEqual([])
   }, 30_000)
+
+  test('endings waiting for Redis past CHAT_REPLAY_MAX_BYTES: the oldest is let go (logged, 404 everywhere), the newest is still stored once Redis is back', async () => {
+    // two answers of ~830 KB each: one fits under the 1 MiB cap, both do not
+    const big = 'big [[sim chunks=100 chunk_size=8192 delay_ms=10]]'
+    const first = await streamingOnA(big)
+    await Bun.sleep(100)
+    const second = await streamingOnA(big)
+    const rid1 = first.reader.seen[0]!.data!.request_id as string
+    const rid2 = second.reader.seen[0]!.data!.request_id as string
+    await redis.kill()
+    try {
+      for (const s of [first, second]) expect((await s.reader.rest()).filter((e) => e.event).at(-1)!.event).toBe('stream_end')
+    } finally {
+      await redis.start()
+    }
+    const said = (rid: string, msg: string) => a.gw.logs.some((l) => l.request_id === rid && l.msg === msg)
+    expect(said(rid1, 'chat stream ending dropped while waiting for the store (CHAT_REPLAY_MAX_BYTES): other instances cannot replay it')).toBe(true)
+    // the newest is stored on a later try: B replays it whole
+    let replay: Array<SseReader['seen'][number]> = []
+    await eventually(async () => {
+      const res = await fetch(`${b.base}/api/v2/chat/stream/${rid2}`, { headers: user.auth })
+      if (res.status !== 200) return false
+      replay = (await new SseReader(res).rest()).filter((e) => e.event)
+      return true
+    }, 10_000)
+    expect(replay.map((e) => e.id)).toEqual(second.reader.seen.filter((e) => e.event).map((e) => e.id))
+    expect(said(rid2, 'chat stream ending dropped while waiting for the store (CHAT_REPLAY_MAX_BYTES): other instances cannot replay it')).toBe(false)
+    // the one let go is nowhere: not in A's memory, not in the store
+    for (const base of [a.base, b.base]) expect((await fetch(`${base}/api/v2/chat/stream/${rid1}`, { headers: user.auth })).status).toBe(404)
+    // what its client saw is still stored (the answer went to Postgres, not Redis)
+    const sent = first.reader.seen.filter((e) => e.event === 'generation_chunk').map((e) => String(e.data!.content))
+    expect(sent).toHaveLength(100)
+    expect(await storedAnswer(first.conversationId)).toMatchObject({ status: 'completed', content: sent.join('') })
+  }, 40_000)
 
   test("a follower that leaves while Redis is down (its unwatch lost): its watch lapses and A cancels the stream after the grace", async () => {
     const id = `req-${crypto.randomUUID()}`

@@ -95,6 +95,7 @@ export function chatModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps, 
     replayTtlMs: deps.config.chatReplayTtlMs,
     followerPatienceMs: deps.config.chatFollowerPatienceMs,
     maxStreamBytes: deps.config.chatMaxStreamBytes,
+    replayMaxBytes: deps.config.chatReplayMaxBytes,
     streamLimit: async (caller) => (await deps.identity.identity.tenant(caller.tenantId))?.quotas.concurrent_streams_per_user ?? QUOTA_DEFAULTS.concurrent_streams_per_user,
   })
   const lost = createLostAnswerSweeper({ db: deps.db, store: deps.store, presence: deps.presence, logger: deps.logger, metrics: deps.metrics, sweepMs: deps.config.chatLostSweepMs })

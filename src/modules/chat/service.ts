@@ -45,8 +45,6 @@ const LIVE_LOG_TTL_MS = 3_600_000
 const FLUSH_MS = 25
 /** a running stream's entry in its user's live set expires unless refreshed (a crashed holder's ages out) */
 const LIVE_ENTRY_TTL_MS = 60_000
-/** in-process replay logs kept at most (the oldest finished streams are forgotten first) */
-const REPLAY_MAX_BYTES = 256 * 1024 * 1024
 /** a follower checks the holder is still there (its claim, its instance's presence) when it has heard nothing for this long */
 const FOLLOWER_CHECK_MS = 3_000
 /** a follower renews its watch this often; the holder drops a watch not renewed for WATCH_TTL_MS */
@@ -104,6 +102,11 @@ export interface ChatServiceDeps {
   followerPatienceMs?: number
   /** the upstream events of one stream, in bytes, past which the answer is cut. @default 16 MiB */
   maxStreamBytes?: number
+  /**
+   * finished streams' events kept in memory, in UTF-16 code units: for replay (in-process store), or until the
+   * store takes their ending (shared store, while it is away). The oldest go first. @default 256 Mi
+   */
+  replayMaxBytes?: number
   /** the caller's concurrent_streams_per_user quota (0 = unlimited). @default 4 */
   streamLimit?: (caller: Principal) => Promise<number>
   /** @default Date.now */
@@ -190,6 +193,7 @@ export function createChatService(deps: ChatServiceDeps) {
   const replayTtlMs = deps.replayTtlMs ?? 300_000
   const followerPatienceMs = deps.followerPatienceMs ?? LIVE_CLAIM_TTL_MS
   const maxStreamBytes = deps.maxStreamBytes ?? 16 * 1024 * 1024
+  const replayMaxBytes = deps.replayMaxBytes ?? 256 * 1024 * 1024
   const now = deps.now ?? Date.now
   const streamLimit = deps.streamLimit ?? (async () => 4)
   /** other instances exist only behind a shared store */
@@ -200,6 +204,9 @@ export function createChatService(deps: ChatServiceDeps) {
   let closing = false
   /** endings tried again while the store is away (shared store) */
   const endings = new BackgroundRetries()
+  /** the runs of those endings, oldest first, with their events' size: capped like the in-process replay logs */
+  const waiting: Array<{ run: Run; bytes: number; dropped: boolean }> = []
+  let waitingBytes = 0
   /** ended runs kept for replay (in-process store only), oldest first */
   const retained: Array<{ run: Run; bytes: number; until: number }> = []
   let retainedBytes = 0
@@ -599,30 +606,62 @@ export function createChatService(deps: ChatServiceDeps) {
       // tries again in the background, the whole log each time, so other instances can replay it once Redis is back
       const context = { request_id: run.requestId }
       logger.warn(context, 'chat stream ending not stored yet: the store is unreachable; trying again')
+      const entry = { run, bytes: eventsSize(run), dropped: false }
+      waiting.push(entry)
+      waitingBytes += entry.bytes
+      // a long outage with many streams ending must not hold them all: past the cap the oldest are let go
+      while (waitingBytes > replayMaxBytes) dropWaiting(waiting[0]!)
       const again = async () => {
+        if (entry.dropped) throw new Error('dropped')
         run.flushed = 0
         if (!(await storeEnding(run))) throw new Error('the store did not take the ending')
       }
       void endings
-        .start((signal) => tryAgainWhile(again, { retriable: () => true, signal, forMs: replayTtlMs }))
+        .start((signal) => tryAgainWhile(again, { retriable: () => !entry.dropped, signal, forMs: replayTtlMs }))
         .then(
           () => logger.info(context, 'chat stream ending stored on a later try'),
-          (err: unknown) => logger.error({ err, ...context }, 'chat stream ending not stored: other instances cannot replay it'),
+          (err: unknown) => {
+            if (!entry.dropped) logger.error({ err, ...context }, 'chat stream ending not stored: other instances cannot replay it')
+          },
         )
         .finally(() => {
+          if (!entry.dropped) unwait(entry)
           if (runs.get(key) === run) runs.delete(key)
         })
       return
     }
     await releaseConcurrent(run)
     // in process, the run is the replay log: kept for the replay TTL, the oldest dropped first past the byte cap
-    const bytes = run.events.reduce((n, e) => n + e.length, 0)
+    const bytes = eventsSize(run)
     retained.push({ run, bytes, until: now() + replayTtlMs })
     retainedBytes += bytes
-    while (retained.length > 0 && (retainedBytes > REPLAY_MAX_BYTES || retained[0]!.until <= now())) forget(retained.shift()!)
+    while (retained.length > 0 && (retainedBytes > replayMaxBytes || retained[0]!.until <= now())) forget(retained.shift()!)
     setTimeout(() => {
       while (retained.length > 0 && retained[0]!.until <= now()) forget(retained.shift()!)
     }, replayTtlMs).unref()
+  }
+
+  const eventsSize = (run: Run) => run.events.reduce((n, e) => n + e.length, 0)
+
+  function unwait(entry: (typeof waiting)[number]): void {
+    const i = waiting.indexOf(entry)
+    if (i === -1) return
+    waiting.splice(i, 1)
+    waitingBytes -= entry.bytes
+  }
+
+  /** an ending waiting for the store, given up to free its memory: no other instance will replay that stream */
+  function dropWaiting(entry: (typeof waiting)[number]): void {
+    unwait(entry)
+    entry.dropped = true
+    const { run } = entry
+    const key = runKey(run.tenantId, run.requestId)
+    if (runs.get(key) === run) runs.delete(key)
+    run.events.length = 0
+    logger.error(
+      { request_id: run.requestId, waiting_bytes: waitingBytes + entry.bytes, limit: replayMaxBytes },
+      'chat stream ending dropped while waiting for the store (CHAT_REPLAY_MAX_BYTES): other instances cannot replay it',
+    )
   }
 
   function forget(entry: { run: Run; bytes: number }): void {
