@@ -59,6 +59,9 @@ export function createJsonBodyParser(limit: number) {
 }
 
 async function readText(request: Request, limit: number): Promise<string> {
+  // a declared length was held to the limit on arrival and Bun reads no further than it: read it natively
+  // (~20 µs a request less than iterating the body stream, which `request.body` alone creates)
+  if (request.headers.has('content-length')) return request.text()
   if (!request.body) return ''
   const chunks: Uint8Array[] = []
   let size = 0
