@@ -119,11 +119,14 @@ for (let round = 0; round < ROUNDS + 1; round++) {
   }
 }
 console.log(`\n${new Date().toISOString().slice(0, 10)} — ${machine()}; ${lines.length} lines per stream in ${reads.length} reads, ${REPS} streams per round, ${ROUNDS} rounds\n`)
-console.log('| path | ns per line (median round) | every round |')
-console.log('|---|---:|---|')
+// the rows of a round run one after another, so a round's ratios are steadier than the host across rounds
+const relayRounds = results.get('bare relay line loop')!
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+console.log('| path | ns per line (median round) | against the relay, round by round: median (range) | every round, ns |')
+console.log('|---|---:|---|---|')
 for (const [name, xs] of results) {
-  const sorted = [...xs].sort((a, b) => a - b)
-  console.log(`| ${name} | ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(' ')} |`)
+  const ratios = xs.map((x, i) => x / relayRounds[i]!).sort((a, b) => a - b)
+  console.log(`| ${name} | ${median(xs).toFixed(0)} | ×${median(ratios).toFixed(2)} (×${ratios[0]!.toFixed(2)}–×${ratios.at(-1)!.toFixed(2)}) | ${xs.map((x) => x.toFixed(0)).join(' ')} |`)
 }
 console.log(`\nCommand: \`bun bench/chat-lines.ts --lines ${LINES} --reps ${REPS} --rounds ${ROUNDS}\``)
 if (sink === 0) console.log('(nothing produced)')
