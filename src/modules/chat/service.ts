@@ -625,7 +625,7 @@ export function createChatService(deps: ChatServiceDeps) {
           },
         )
         .finally(() => {
-          if (!entry.dropped) unwait(entry)
+          unwait(entry)
           if (runs.get(key) === run) runs.delete(key)
         })
       return
