@@ -9,7 +9,7 @@
  * - throughput: 200 concurrent streams × 200 unpaced chunks → generation_chunk events per second, CPU µs per event.
  *
  *   bun bench/chat.ts [--paced-streams 500] [--paced-chunks 50] [--delay-ms 20]
- *                     [--streams 200] [--chunks 200] [--rounds 3] [--warmup 5] [--no-embedded]
+ *                     [--streams 200] [--chunks 200] [--rounds 3] [--warmup 5] [--warmup-max 60] [--no-embedded]
  *   BENCH_DATABASE_URL=postgres://… BENCH_REDIS_URL=redis://… adds the gateway on Postgres + Redis
  *   BENCH_COMPARE_ROOT=<another checkout> adds that checkout's gateway, embedded and on Postgres + Redis (an A/B in one run)
  *
@@ -20,7 +20,7 @@
  * The gateway runs on its embedded defaults: PGlite in a temporary DATA_DIR and the in-memory store.
  */
 import { parseArgs } from 'node:util'
-import { benchRun, cpuMicros, machine, percentile, RAISED_QUOTAS, rssKb, serverCpu, serverCpuSince, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
+import { benchRun, cpuMicros, jitMicros, machine, percentile, RAISED_QUOTAS, rssKb, serverCpu, serverCpuSince, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const MAX_HTTP_REQUESTS = '4096'
 if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== MAX_HTTP_REQUESTS) {
@@ -40,6 +40,8 @@ const { values: args } = parseArgs({
     chunks: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '5' },
+    /** full-size warm-up runs per target at most: past --warmup they go on until its JIT threads are quiet */
+    'warmup-max': { type: 'string', default: '60' },
     'no-embedded': { type: 'boolean', default: false },
     /** relay variants to add (bench/targets/relay-variants.ts), e.g. `pool,feed,pool+feed+elysia` */
     variants: { type: 'string', default: '' },
@@ -60,6 +62,9 @@ const GATEWAY_PARTS = args['gateway-parts'].split(',').filter(Boolean)
 const SCENARIOS = new Set(args.scenarios.split(','))
 /** full-size unpaced runs per target before measuring */
 const WARMUP = Number(args.warmup)
+const WARMUP_MAX = Math.max(WARMUP, Number(args['warmup-max']))
+/** a full-size run during which the target's JIT threads work less than this is in steady state */
+const JIT_QUIET_US = 2_000
 const STREAM_TIMEOUT_MS = 60_000
 /** lines of a seed /query stream besides its chunks: retrieval_start/progress/result, generation_start/done */
 const EXTRA_LINES = 5
@@ -313,14 +318,24 @@ const paced = new Map<string, Run[]>()
 const throughput = new Map<string, Run[]>()
 const add = (runs: Map<string, Run[]>, name: string, r: Run) => runs.set(name, [...(runs.get(name) ?? []), r])
 const started = performance.now()
+/** per target: how long its warm-up took */
+const warmups = new Map<string, string>()
 try {
   // Warm-up: connection pools, the gateway's token and tenant caches and its database, then the JIT — a
-  // server's steady state, not its first seconds (a short warm-up left the gateway's JIT threads busy while measured)
+  // server's steady state, not its first seconds. JSC compiles a function's top tier only after thousands of
+  // calls, and a per-stream function is called once a stream: after 5 bursts the gateway's JIT threads still
+  // took ~16 ms of each measured one, so every target is warmed until a burst leaves its JIT threads quiet.
   for (const s of subjects) {
-    for (let k = 0; k < 3 + WARMUP; k++) {
+    let k = 0
+    let jitUs = 0
+    for (; k < 3 + WARMUP_MAX; k++) {
+      const jit0 = await jitMicros(s.pid)
       const w = k < 3 ? await run(s, 50, 20, 0) : await run(s, STREAMS, CHUNKS, 0)
       if (w.errors.length) throw new Error(`${s.name} warm-up failed: ${w.errors[0]}`)
+      jitUs = (await jitMicros(s.pid)) - jit0
+      if (k + 1 >= 3 + WARMUP && jitUs < JIT_QUIET_US) break
     }
+    warmups.set(s.name, `${Math.min(k + 1, 3 + WARMUP_MAX) - 3} bursts (JIT ${(jitUs / 1000).toFixed(1)} ms in the last)`)
   }
   // Paced first, so that the RSS baseline is not inflated by the heap the unpaced bursts leave behind.
   for (let round = 0; round < (SCENARIOS.has('paced') ? ROUNDS : 0); round++) {
@@ -365,6 +380,7 @@ console.log(
     'throughput: by chunks/s). "gateway" runs on its embedded defaults (PGlite on disk in a temp DATA_DIR, in-memory store). ' +
     `Run took ${((performance.now() - started) / 1000).toFixed(0)} s.\n`,
 )
+console.log(`Warm-up, full-size bursts until one leaves the target's JIT threads under ${JIT_QUIET_US / 1000} ms: ${[...warmups].map(([n, w]) => `${n} ${w}`).join('; ')}.\n`)
 console.log('| target | scenario | streams | chunks/s | TTFC p50 ms | TTFC p99 ms | lost/reordered | CPU µs/event | RSS growth KB/stream |')
 console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|')
 for (const { target, scenario, r, chunksPerS } of rows) {
@@ -440,7 +456,7 @@ for (const { target, scenario, r } of rows) {
   )
 }
 const args0 =
-  `--paced-streams ${PACED_STREAMS} --paced-chunks ${PACED_CHUNKS} --delay-ms ${DELAY_MS} --streams ${STREAMS} --chunks ${CHUNKS} --rounds ${ROUNDS} --warmup ${WARMUP}` +
+  `--paced-streams ${PACED_STREAMS} --paced-chunks ${PACED_CHUNKS} --delay-ms ${DELAY_MS} --streams ${STREAMS} --chunks ${CHUNKS} --rounds ${ROUNDS} --warmup ${WARMUP} --warmup-max ${WARMUP_MAX}` +
   (args['no-embedded'] ? ' --no-embedded' : '') +
   (VARIANTS.length ? ` --variants ${VARIANTS.join(',')}` : '') +
   (GATEWAY_PARTS.length ? ` --gateway-parts ${GATEWAY_PARTS.join(',')}` : '') +

@@ -164,6 +164,21 @@ export function serverCpuSince(before: Map<number, number>, after: Map<number, n
   return us
 }
 
+/** CPU time so far of a Bun process's JIT compiler threads (JSC's `JITWorker`), in microseconds, from their schedstat */
+export async function jitMicros(pid: number): Promise<number> {
+  const { readdirSync } = await import('node:fs')
+  let us = 0
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (!(await Bun.file(`/proc/${pid}/task/${tid}/comm`).text()).startsWith('JITWorker')) continue
+      us += Number((await Bun.file(`/proc/${pid}/task/${tid}/schedstat`).text()).split(' ')[0]) / 1000
+    } catch {
+      // the thread exited meanwhile
+    }
+  }
+  return us
+}
+
 /** Resident set size of a process in KiB, from /proc/<pid>/status (VmRSS). */
 export async function rssKb(pid: number): Promise<number> {
   const status = await Bun.file(`/proc/${pid}/status`).text()
