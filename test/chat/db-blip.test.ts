@@ -61,6 +61,37 @@ describe.skipIf(!privatePostgresAvailable)('chat answers and voice transcripts t
     expect(said).not.toContain('could not store the assistant message')
   }, 60_000)
 
+  test('Postgres away when a question comes: 503 with Retry-After before any byte, the upstream closed, and the same request_id streams once Postgres is back', async () => {
+    // the caller's token and tenant are known already (a first stream), so the question's write is what meets the outage
+    await new SseReader(await fetch(`${gw.base}/api/v2/chat/stream`, chatRequest(user, { message: 'warm [[sim chunks=1]]' }))).rest()
+    const ask = () => fetch(`${gw.base}/api/v2/chat/stream`, chatRequest(user, { message: 'refused [[sim chunks=3]]', request_id: 'blip_question_1' }))
+    await pg.stop()
+    try {
+      const res = await ask()
+      expect(res.status).toBe(503)
+      expect(res.headers.get('retry-after')).toBe('1')
+      expect(res.headers.get('content-type')).toContain('application/json')
+      expect(await res.json()).toMatchObject({ code: 'SERVICE_UNAVAILABLE' })
+      await eventually(() => gw.gw.deps.simulator!.stats.queriesOpen === 0)
+    } finally {
+      await pg.start()
+    }
+    // the refused request left nothing behind: the same request id is a new stream, not a conflict or a replay
+    let events: Array<SseReader['seen'][number]> = []
+    await eventually(async () => {
+      const res = await ask()
+      if (res.status !== 200) return false
+      events = (await new SseReader(res).rest()).filter((e) => e.event)
+      return true
+    }, 20_000)
+    expect(events.map((e) => e.event)).toEqual(['stream_start', 'retrieval_start', 'retrieval_progress', 'retrieval_result', 'generation_start', 'generation_chunk', 'generation_chunk', 'generation_chunk', 'generation_done', 'stream_end'])
+    const items = await messages(events[0]!.data!.conversation_id as string)
+    expect(items.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'completed'],
+      ['assistant', 'completed'],
+    ])
+  }, 60_000)
+
   test('a voice turn and the session\'s end while Postgres is away: the transcript and the ended row are stored once it is back', async () => {
     const c = await session(gw.base.replace('http', 'ws'), { headers: user.auth })
     await pg.stop()

@@ -70,7 +70,8 @@ export const chatErrors = {
   requestIdInUse: () => new AppError(409, 'IDEMPOTENCY_CONFLICT', 'request_id is already used by another request'),
   tooManyStreams: (limit: number) =>
     new AppError(429, 'QUOTA_EXCEEDED', `At most ${limit} chat streams at a time`, { quota: 'concurrent_streams_per_user', limit, retry_after_s: 1 }, { headers: { 'Retry-After': '1' } }),
-  unavailable: (cause: unknown) => new AppError(503, 'SERVICE_UNAVAILABLE', 'Chat streams are unavailable right now', undefined, { cause }),
+  /** Redis or Postgres away: retryable */
+  unavailable: (cause: unknown) => new AppError(503, 'SERVICE_UNAVAILABLE', 'Chat streams are unavailable right now', undefined, { cause, headers: { 'Retry-After': '1' } }),
 }
 
 interface ChatLogger {
@@ -146,6 +147,10 @@ class Run extends EventFeed {
   flushing: Promise<void> = Promise.resolve()
   /** settles when the run has ended and its ending is stored */
   done!: Promise<void>
+  /** resolves once the question is stored and the stream starts; rejects with why it was refused instead */
+  readonly ready: Promise<void>
+  readonly accept: () => void
+  readonly refuse: (err: unknown) => void
   /** its member in the user's live set (concurrent_streams_per_user) */
   liveMember = ''
   constructor(
@@ -155,6 +160,11 @@ class Run extends EventFeed {
     readonly hash: string,
   ) {
     super()
+    const { promise, resolve, reject } = Promise.withResolvers<void>()
+    promise.catch(() => {})
+    this.ready = promise
+    this.accept = resolve
+    this.refuse = reject
   }
 
   stop(reason: StopReason): void {
@@ -176,6 +186,14 @@ export function parseClaim(raw: string | null): Claim | undefined {
 function bodyHash(body: ChatStreamBody): string {
   const canonical = JSON.stringify([body.message, body.conversation_id ?? null, body.stream_id ?? null, body.model, body.temperature, body.max_tokens])
   return Bun.hash(canonical).toString(36)
+}
+
+/** the question could not be stored: the stream does not start, the request fails (404, 503) */
+class QuestionRefused extends Error {
+  constructor(override readonly cause: unknown) {
+    super('the question could not be stored')
+    this.name = 'QuestionRefused'
+  }
 }
 
 function upstreamFailure(err: unknown): { code: string; error: string } | undefined {
@@ -492,17 +510,9 @@ export function createChatService(deps: ChatServiceDeps) {
         requestId: run.requestId,
         userId: caller.userId,
       }
-      // the question is stored while the upstream starts; no upstream event is relayed before it is
+      // the question is stored while the upstream starts; the stream starts (its response, stream_start) once it is
       const stored = prepared.isNew ? writer.start(conversation, question) : writer.append(conversation, question)
       stored.catch(() => {})
-      messageId = newId('msg')
-      emit('stream_start', {
-        request_id: run.requestId,
-        stream_id: body.stream_id ?? newId('str'),
-        conversation_id: conversation.id,
-        message_id: messageId,
-        timestamp: unixSeconds(),
-      })
       const query = upstream.query({
         body: {
           messages: [...prepared.history, { role: 'user', content: body.message }],
@@ -521,9 +531,20 @@ export function createChatService(deps: ChatServiceDeps) {
       })
       // answered after we stopped waiting: close it
       query.then((s) => signal.aborted && s.cancel('abandoned'), () => {})
-      // a question that could not be stored ends the stream with STREAM_ERROR (the finally closes the upstream)
-      await stored
+      // a question that could not be stored refuses the request (the finally closes the upstream)
+      await stored.catch((err: unknown) => {
+        throw new QuestionRefused(err)
+      })
       questionStored = true
+      messageId = newId('msg')
+      emit('stream_start', {
+        request_id: run.requestId,
+        stream_id: body.stream_id ?? newId('str'),
+        conversation_id: conversation.id,
+        message_id: messageId,
+        timestamp: unixSeconds(),
+      })
+      run.accept()
       upstreamStream = await query
       upstreamUrl = upstreamStream.upstream
       // the lines of one upstream read are handled in one turn (a cancel can only land between reads)
@@ -540,7 +561,10 @@ export function createChatService(deps: ChatServiceDeps) {
       streamEnd()
     } catch (err) {
       const reason = signal.aborted ? signal.reason : err
-      if (reason instanceof StreamStop) {
+      if (err instanceof QuestionRefused) {
+        ending = 'refused'
+        run.refuse(err.cause)
+      } else if (reason instanceof StreamStop) {
         ending = reason.reason
         await persist('cancelled')
         emit('stream_cancelled', { request_id: run.requestId, reason: reason.reason })
@@ -569,13 +593,16 @@ export function createChatService(deps: ChatServiceDeps) {
       if (!upstreamFinished) upstreamStream?.cancel('stream ended')
       unregister()
       metrics?.chatStreamsActive.dec()
-      metrics?.chatStreamEndings.inc({ reason: ending })
+      // a refused request never started a stream: not an ending, and its request id is free again
+      if (ending !== 'refused') metrics?.chatStreamEndings.inc({ reason: ending })
       if (upstreamUrl) metrics?.chatUpstreamRequests.inc({ upstream: upstreamUrl, outcome: upstreamOutcome })
       if (answer.invalidLines > 0) {
         metrics?.chatInvalidLines.inc(answer.invalidLines)
         logger.warn({ request_id: run.requestId, invalid_lines: answer.invalidLines }, 'upstream sent invalid NDJSON lines')
       }
-      await retire(run)
+      run.refuse(new Error('the stream ended before it started'))
+      if (ending === 'refused') await forgetRefused(run)
+      else await retire(run)
     }
   }
 
@@ -804,6 +831,12 @@ export function createChatService(deps: ChatServiceDeps) {
     await releaseConcurrent(run)
   }
 
+  /** a run whose question could not be stored: gone, and its request id may be used again (the client retries) */
+  async function forgetRefused(run: Run): Promise<void> {
+    await giveUp(run)
+    await store.del(keys.chatStream(run.tenantId, run.requestId)).catch(() => {})
+  }
+
   function guard<T>(work: Promise<T>): Promise<T> {
     return work.catch((err: unknown) => {
       throw err instanceof AppError ? err : chatErrors.unavailable(err)
@@ -862,7 +895,13 @@ export function createChatService(deps: ChatServiceDeps) {
           await store.del(keys.chatStream(caller.tenantId, requestId)).catch(() => {})
           throw err
         }
-        run.done = produce(run, input, prepared).catch((err: unknown) => logger.error({ err, request_id: requestId }, 'chat run failed'))
+        run.done = produce(run, input, prepared).catch((err: unknown) => {
+          logger.error({ err, request_id: requestId }, 'chat run failed')
+          run.refuse(err)
+        })
+        // the question stored, or the request refused before any byte: 404 (its conversation deleted meanwhile),
+        // 503 (the database away) — a status the client can act on, instead of a stream that fails at once
+        await guard(run.ready)
         return watchFeed(run, -1, signal, watchHooks(run))
       }
     },
