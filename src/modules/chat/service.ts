@@ -498,6 +498,8 @@ export function createChatService(deps: ChatServiceDeps) {
       }).first
     }
 
+    /** why the question could not be stored */
+    let refusal: unknown
     const streamEnd = () => emit('stream_end', { request_id: run.requestId, lines_processed: answer.lines, duration_ms: now() - started, timestamp: unixSeconds() })
     let ending = 'completed'
 
@@ -563,7 +565,7 @@ export function createChatService(deps: ChatServiceDeps) {
       const reason = signal.aborted ? signal.reason : err
       if (err instanceof QuestionRefused) {
         ending = 'refused'
-        run.refuse(err.cause)
+        refusal = err.cause
       } else if (reason instanceof StreamStop) {
         ending = reason.reason
         await persist('cancelled')
@@ -600,9 +602,14 @@ export function createChatService(deps: ChatServiceDeps) {
         metrics?.chatInvalidLines.inc(answer.invalidLines)
         logger.warn({ request_id: run.requestId, invalid_lines: answer.invalidLines }, 'upstream sent invalid NDJSON lines')
       }
-      run.refuse(new Error('the stream ended before it started'))
-      if (ending === 'refused') await forgetRefused(run)
-      else await retire(run)
+      if (ending === 'refused') {
+        // gone from this instance and the store before the request is answered: the same request id, sent again, starts afresh
+        await forgetRefused(run)
+        run.refuse(refusal)
+      } else {
+        run.refuse(new Error('the stream ended before it started')) // nothing, once it started
+        await retire(run)
+      }
     }
   }
 
