@@ -2,8 +2,9 @@
  * The chat stream (contract §4), framework-free.
  *
  * A stream runs on the instance that accepted it (a run), independent of any client connection: it stores the
- * question, calls the algorithm service, turns each NDJSON line into an SSE event appended to the run's feed,
- * and stores the answer at whatever ending. Client connections only read feeds (`watchFeed`): the original
+ * question while it calls the algorithm service (the request is answered once the question is stored, or
+ * refused if it cannot be), turns each NDJSON line into an SSE event appended to the run's feed, and stores the
+ * answer at whatever ending. Client connections only read feeds (`watchFeed`): the original
  * POST, an idempotent re-POST and a resume are the same reader from different positions. A run nobody watches
  * keeps going for the disconnect grace, waiting for a resume, then is cancelled.
  *
