@@ -324,16 +324,19 @@ try {
   // Warm-up: connection pools, the gateway's token and tenant caches and its database, then the JIT — a
   // server's steady state, not its first seconds. JSC compiles a function's top tier only after thousands of
   // calls, and a per-stream function is called once a stream: after 5 bursts the gateway's JIT threads still
-  // took ~16 ms of each measured one, so every target is warmed until a burst leaves its JIT threads quiet.
+  // took ~16 ms of each measured one, so every target is warmed until two bursts in a row leave its JIT threads
+  // quiet (one alone can fall between two compilations).
   for (const s of subjects) {
     let k = 0
     let jitUs = 0
+    let quiet = 0
     for (; k < 3 + WARMUP_MAX; k++) {
       const jit0 = await jitMicros(s.pid)
       const w = k < 3 ? await run(s, 50, 20, 0) : await run(s, STREAMS, CHUNKS, 0)
       if (w.errors.length) throw new Error(`${s.name} warm-up failed: ${w.errors[0]}`)
       jitUs = (await jitMicros(s.pid)) - jit0
-      if (k + 1 >= 3 + WARMUP && jitUs < JIT_QUIET_US) break
+      quiet = jitUs < JIT_QUIET_US ? quiet + 1 : 0
+      if (k + 1 >= 3 + WARMUP && quiet >= 2) break
     }
     warmups.set(s.name, `${Math.min(k + 1, 3 + WARMUP_MAX) - 3} bursts (JIT ${(jitUs / 1000).toFixed(1)} ms in the last)`)
   }
@@ -380,7 +383,7 @@ console.log(
     'throughput: by chunks/s). "gateway" runs on its embedded defaults (PGlite on disk in a temp DATA_DIR, in-memory store). ' +
     `Run took ${((performance.now() - started) / 1000).toFixed(0)} s.\n`,
 )
-console.log(`Warm-up, full-size bursts until one leaves the target's JIT threads under ${JIT_QUIET_US / 1000} ms: ${[...warmups].map(([n, w]) => `${n} ${w}`).join('; ')}.\n`)
+console.log(`Warm-up, full-size bursts until two in a row leave the target's JIT threads under ${JIT_QUIET_US / 1000} ms each: ${[...warmups].map(([n, w]) => `${n} ${w}`).join('; ')}.\n`)
 console.log('| target | scenario | streams | chunks/s | TTFC p50 ms | TTFC p99 ms | lost/reordered | CPU µs/event | RSS growth KB/stream |')
 console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|')
 for (const { target, scenario, r, chunksPerS } of rows) {
