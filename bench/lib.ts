@@ -1,5 +1,5 @@
 /** Shared pieces of the benchmarks: spawning targets in their own processes and driving wrk. */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
@@ -140,7 +140,6 @@ export async function cpuMicros(pid: number): Promise<number> {
  */
 export async function serverCpu(): Promise<Map<number, number>> {
   const out = new Map<number, number>()
-  const { readdirSync } = await import('node:fs')
   await Promise.all(
     readdirSync('/proc')
       .filter((d) => /^\d+$/.test(d))
@@ -166,7 +165,6 @@ export function serverCpuSince(before: Map<number, number>, after: Map<number, n
 
 /** CPU time so far of a Bun process's JIT compiler threads (JSC's `JITWorker`), in microseconds, from their schedstat */
 export async function jitMicros(pid: number): Promise<number> {
-  const { readdirSync } = await import('node:fs')
   let us = 0
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {

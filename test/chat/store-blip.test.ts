@@ -110,6 +110,17 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     await reader.until('generation_chunk')
     return { reader, conversationId }
   }
+  /** the named events B replays of a finished stream, once it can (A stores the ending again in the background) */
+  const replayedOnB = async (rid: string) => {
+    let replay: Array<SseReader['seen'][number]> = []
+    await eventually(async () => {
+      const res = await fetch(`${b.base}/api/v2/chat/stream/${rid}`, { headers: user.auth })
+      if (res.status !== 200) return false
+      replay = (await new SseReader(res).rest()).filter((e) => e.event)
+      return true
+    }, 10_000)
+    return replay
+  }
   /** the answer stored after the question of a conversation's first turn */
   const storedAnswer = async (conversationId: string) => {
     const res = await fetch(`${a.base}/api/v2/conversations/${conversationId}/messages`, { headers: user.auth })
@@ -166,13 +177,7 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
       await redis.start({ durable: true })
     }
     // A tries the ending again in the background: B finds it within the retry's back-off
-    let replay: Array<SseReader['seen'][number]> = []
-    await eventually(async () => {
-      const res = await fetch(`${b.base}/api/v2/chat/stream/${rid}`, { headers: user.auth })
-      if (res.status !== 200) return false
-      replay = (await new SseReader(res).rest()).filter((e) => e.event)
-      return true
-    }, 10_000)
+    const replay = await replayedOnB(rid)
     expect(replay.map((e) => [e.id, e.event, e.data])).toEqual(reader.seen.filter((e) => e.event).map((e) => [e.id, e.event, e.data]))
     // the ending was refused at first (no offline queue), then stored on a later try
     const said = (msg: string) => a.gw.logs.some((l) => l.request_id === rid && l.msg === msg)
@@ -200,13 +205,7 @@ describe.skipIf(!hasPostgres || !hasRedisBinary)('chat through a Redis blip (two
     const said = (rid: string, msg: string) => a.gw.logs.some((l) => l.request_id === rid && l.msg === msg)
     expect(said(rid1, 'chat stream ending dropped while waiting for the store (CHAT_REPLAY_MAX_BYTES): other instances cannot replay it')).toBe(true)
     // the newest is stored on a later try: B replays it whole
-    let replay: Array<SseReader['seen'][number]> = []
-    await eventually(async () => {
-      const res = await fetch(`${b.base}/api/v2/chat/stream/${rid2}`, { headers: user.auth })
-      if (res.status !== 200) return false
-      replay = (await new SseReader(res).rest()).filter((e) => e.event)
-      return true
-    }, 10_000)
+    const replay = await replayedOnB(rid2)
     expect(replay.map((e) => e.id)).toEqual(second.reader.seen.filter((e) => e.event).map((e) => e.id))
     expect(said(rid2, 'chat stream ending dropped while waiting for the store (CHAT_REPLAY_MAX_BYTES): other instances cannot replay it')).toBe(false)
     // the one let go is nowhere: not in A's memory, not in the store

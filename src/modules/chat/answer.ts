@@ -49,7 +49,9 @@ export class Answer {
    */
   take(batch: readonly NdjsonItem[], firstId: number, sent: (texts: string[], joined?: string) => void): void {
     const texts: string[] = []
-    const lines: Array<{ name: string; line: Record<string, unknown> }> = []
+    // each event's name and line, for the accounting once it is known which fit (parallel arrays: no object per event)
+    const names: string[] = []
+    const lines: Array<Record<string, unknown>> = []
     for (const item of batch) {
       if (item.kind === 'invalid') {
         this.invalidLines++
@@ -62,7 +64,8 @@ export class Answer {
       line.line_number = item.lineNumber
       line.timestamp = unixSeconds()
       texts.push(formatEvent(firstId + texts.length, name, line))
-      lines.push({ name, line })
+      names.push(name)
+      lines.push(line)
     }
     if (texts.length === 0) return
     // counted once per read, on the text its watchers are written anyway: counting each event's fresh text
@@ -80,7 +83,8 @@ export class Answer {
     } else this.bytes += bytes
     // what is stored is what was sent: only the events that fit count
     for (let i = 0; i < fit; i++) {
-      const { name, line } = lines[i]!
+      const name = names[i]!
+      const line = lines[i]!
       this.lines++
       if (name === 'generation_chunk') {
         this.ttftMs ??= this.now() - this.startedAt

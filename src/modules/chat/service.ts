@@ -203,6 +203,46 @@ function upstreamFailure(err: unknown): { code: string; error: string } | undefi
   return undefined
 }
 
+/**
+ * Finished runs held in memory, oldest first, with their events' size (UTF-16 code units): past `cap` the oldest
+ * are let go. The in-process store's replay logs and, behind Redis, the endings waiting for it to come back.
+ */
+class HeldRuns<E extends { run: Run; bytes: number }> {
+  private readonly entries: E[] = []
+  private bytes = 0
+  constructor(
+    private readonly cap: number,
+    private readonly letGo: (entry: E, heldBytes: number) => void,
+  ) {}
+
+  add(entry: E): void {
+    this.entries.push(entry)
+    this.bytes += entry.bytes
+    while (this.bytes > this.cap) this.evict(this.entries[0]!)
+  }
+
+  /** lets go of the oldest while `over` says so */
+  expire(over: (entry: E) => boolean): void {
+    while (this.entries.length > 0 && over(this.entries[0]!)) this.evict(this.entries[0]!)
+  }
+
+  /** no longer held (nothing to let go) */
+  remove(entry: E): void {
+    const i = this.entries.indexOf(entry)
+    if (i === -1) return
+    this.entries.splice(i, 1)
+    this.bytes -= entry.bytes
+  }
+
+  private evict(entry: E): void {
+    const held = this.bytes
+    this.remove(entry)
+    this.letGo(entry, held)
+  }
+}
+
+const eventsSize = (run: Run) => run.events.reduce((n, e) => n + e.length, 0)
+
 export function createChatService(deps: ChatServiceDeps) {
   const { conversations, writer, upstream, live, store, presence, logger, metrics } = deps
   const pingIntervalMs = deps.pingIntervalMs ?? 15_000
@@ -223,12 +263,10 @@ export function createChatService(deps: ChatServiceDeps) {
   let closing = false
   /** endings tried again while the store is away (shared store) */
   const endings = new BackgroundRetries()
-  /** the runs of those endings, oldest first, with their events' size: capped like the in-process replay logs */
-  const waiting: Array<{ run: Run; bytes: number; dropped: boolean }> = []
-  let waitingBytes = 0
-  /** ended runs kept for replay (in-process store only), oldest first */
-  const retained: Array<{ run: Run; bytes: number; until: number }> = []
-  let retainedBytes = 0
+  /** the runs of those endings, until stored (shared store) */
+  const waiting = new HeldRuns<{ run: Run; bytes: number; dropped: boolean }>(replayMaxBytes, dropWaiting)
+  /** ended runs kept for replay (in-process store only) */
+  const retained = new HeldRuns<{ run: Run; bytes: number; until: number }>(replayMaxBytes, forget)
 
   // ---- control messages from other instances (cancel, watch, unwatch): acted on by the stream's holder
   const control = shared
@@ -641,11 +679,9 @@ export function createChatService(deps: ChatServiceDeps) {
       // tries again in the background, the whole log each time, so other instances can replay it once Redis is back
       const context = { request_id: run.requestId }
       logger.warn(context, 'chat stream ending not stored yet: the store is unreachable; trying again')
-      const entry = { run, bytes: eventsSize(run), dropped: false }
-      waiting.push(entry)
-      waitingBytes += entry.bytes
       // a long outage with many streams ending must not hold them all: past the cap the oldest are let go
-      while (waitingBytes > replayMaxBytes) dropWaiting(waiting[0]!)
+      const entry = { run, bytes: eventsSize(run), dropped: false }
+      waiting.add(entry)
       const again = async () => {
         if (entry.dropped) throw new Error('dropped')
         run.flushed = 0
@@ -660,47 +696,34 @@ export function createChatService(deps: ChatServiceDeps) {
           },
         )
         .finally(() => {
-          unwait(entry)
+          waiting.remove(entry)
           if (runs.get(key) === run) runs.delete(key)
         })
       return
     }
     await releaseConcurrent(run)
     // in process, the run is the replay log: kept for the replay TTL, the oldest dropped first past the byte cap
-    const bytes = eventsSize(run)
-    retained.push({ run, bytes, until: now() + replayTtlMs })
-    retainedBytes += bytes
-    while (retained.length > 0 && (retainedBytes > replayMaxBytes || retained[0]!.until <= now())) forget(retained.shift()!)
-    setTimeout(() => {
-      while (retained.length > 0 && retained[0]!.until <= now()) forget(retained.shift()!)
-    }, replayTtlMs).unref()
-  }
-
-  const eventsSize = (run: Run) => run.events.reduce((n, e) => n + e.length, 0)
-
-  function unwait(entry: (typeof waiting)[number]): void {
-    const i = waiting.indexOf(entry)
-    if (i === -1) return
-    waiting.splice(i, 1)
-    waitingBytes -= entry.bytes
+    const expired = (e: { until: number }) => e.until <= now()
+    retained.expire(expired)
+    retained.add({ run, bytes: eventsSize(run), until: now() + replayTtlMs })
+    setTimeout(() => retained.expire(expired), replayTtlMs).unref()
   }
 
   /** an ending waiting for the store, given up to free its memory: no other instance will replay that stream */
-  function dropWaiting(entry: (typeof waiting)[number]): void {
-    unwait(entry)
+  function dropWaiting(entry: { run: Run; dropped: boolean }, heldBytes: number): void {
     entry.dropped = true
     const { run } = entry
     const key = runKey(run.tenantId, run.requestId)
     if (runs.get(key) === run) runs.delete(key)
     run.events.length = 0
     logger.error(
-      { request_id: run.requestId, waiting_bytes: waitingBytes + entry.bytes, limit: replayMaxBytes },
+      { request_id: run.requestId, waiting_bytes: heldBytes, limit: replayMaxBytes },
       'chat stream ending dropped while waiting for the store (CHAT_REPLAY_MAX_BYTES): other instances cannot replay it',
     )
   }
 
-  function forget(entry: { run: Run; bytes: number }): void {
-    retainedBytes -= entry.bytes
+  /** a replay log past its TTL or the cap (in-process store): the stream is gone, and its request id free */
+  function forget(entry: { run: Run }): void {
     const { run } = entry
     const key = runKey(run.tenantId, run.requestId)
     if (runs.get(key) !== run) return
