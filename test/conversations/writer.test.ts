@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { asc, eq } from 'drizzle-orm'
+import connect from 'postgres'
 import { conversations, messages } from '../../src/db/schema'
 import { newId } from '../../src/lib/ids'
 import type { AppendMessage } from '../../src/modules/conversations/service'
@@ -137,4 +138,46 @@ describe.each(drivers)('message writer on $name', ({ postgres }) => {
     const [c] = await db().select().from(conversations).where(eq(conversations.id, id))
     expect(c!.messageCount).toBe(4)
   })
+
+  // Postgres only: PGlite has one connection, so no other transaction can hold a row (and one batch runs at a time)
+  if (postgres)
+    test("a conversation whose row another transaction holds stalls its own writes only: the next batch takes the others', its later write waits its turn", async () => {
+      const writer = createMessageWriter({ db: gw.deps.db })
+      const locked = await insertConversation(gw, world.alice)
+      const free = await insertConversation(gw, world.alice)
+      const other = connect(database!.url, { max: 1, onnotice: () => {} })
+      let release!: () => void
+      const holding = new Promise<void>((r) => (release = r))
+      let held!: () => void
+      const isHeld = new Promise<void>((r) => (held = r))
+      const tx = other.begin(async (sql) => {
+        await sql`select 1 from conversations where id = ${locked.id} for update`
+        held()
+        await holding
+      })
+      try {
+        await isHeld
+        const settled: string[] = []
+        const first = writer.append(locked, question(world.alice.id, 'first')).then(() => settled.push('first'))
+        await Bun.sleep(50) // the first batch is in flight, waiting for the row
+        // a second write to the held conversation and one to another, made together
+        const second = writer.append(locked, question(world.alice.id, 'second')).then(() => settled.push('second'))
+        await writer.append(free, question(world.alice.id, 'elsewhere'))
+        settled.push('elsewhere')
+        expect(settled).toEqual(['elsewhere'])
+        release()
+        await tx
+        await Promise.all([first, second])
+        expect(settled).toEqual(['elsewhere', 'first', 'second'])
+        const rows = await db().select().from(messages).where(eq(messages.conversationId, locked.id)).orderBy(asc(messages.createdAt))
+        expect(rows.map((r) => r.content)).toEqual(['first', 'second'])
+        const [c] = await db().select().from(conversations).where(eq(conversations.id, locked.id))
+        expect(c!.messageCount).toBe(2)
+        expect(c!.lastMessageAt).toEqual(rows[1]!.createdAt)
+      } finally {
+        release()
+        await tx.catch(() => {})
+        await other.end()
+      }
+    }, 20_000)
 })

@@ -100,22 +100,54 @@ const STATEMENT = `
     where (tenant_id, conversation_id) in (select tenant_id, id from created union all select tenant_id, id from bumped)
     returning id`
 
-export function createMessageWriter({ db }: { db: DatabaseHandle }) {
+/**
+ * Batches in flight at once. On Postgres a second batch, on another pooled connection, takes the writes that
+ * arrived while the first is being written, for conversations the first does not hold: no row both lock, so no
+ * deadlock, and each conversation's writes still commit in the order they were made. PGlite runs one statement
+ * at a time anyway.
+ */
+const LANES = { postgres: 2, pglite: 1 } as const
+
+export function createMessageWriter({ db, lanes = LANES[db.kind] }: { db: DatabaseHandle; lanes?: number }) {
   let queue: Pending[] = []
-  let writing = false
+  let scheduled = false
+  let running = 0
+  /** the conversations of the batches being written (tenant and id) */
+  const held = new Set<string>()
   /** writes tried again in the background (appendLater) */
   const retries = new BackgroundRetries()
 
-  async function drain(): Promise<void> {
-    writing = true
-    try {
-      while (queue.length > 0) {
-        const batch = queue.slice(0, MAX_BATCH)
-        queue = queue.slice(batch.length)
-        await write(batch)
-      }
-    } finally {
-      writing = false
+  const keyOf = (p: Pending) => `${p.tenantId}\u0000${p.conversationId}`
+
+  /** up to MAX_BATCH queued writes of conversations no running batch holds, in queue order; the rest stay queued */
+  function take(): Pending[] {
+    if (held.size === 0 && queue.length <= MAX_BATCH) {
+      const batch = queue
+      queue = []
+      return batch
+    }
+    const batch: Pending[] = []
+    const rest: Pending[] = []
+    // a conversation skipped once stays held for the rest of the queue (it is in `held`), so order is kept
+    for (const p of queue) (batch.length < MAX_BATCH && !held.has(keyOf(p)) ? batch : rest).push(p)
+    queue = rest
+    return batch
+  }
+
+  /** starts batches while a lane is free and the queue holds writes no running batch blocks */
+  function pump(): void {
+    scheduled = false
+    while (running < lanes && queue.length > 0) {
+      const batch = take()
+      if (batch.length === 0) return
+      const keys = batch.map(keyOf)
+      for (const k of keys) held.add(k)
+      running++
+      void write(batch).then(() => {
+        for (const k of keys) held.delete(k)
+        running--
+        pump()
+      })
     }
   }
 
@@ -146,10 +178,10 @@ export function createMessageWriter({ db }: { db: DatabaseHandle }) {
   function enqueue(p: Omit<Pending, 'resolve' | 'reject' | 'createdAt'>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       queue.push({ ...p, createdAt: new Date(), resolve, reject })
-      // idle: write on the next turn (writes made in this one join); busy: the running drain takes it next
-      if (!writing) {
-        writing = true
-        setImmediate(() => void drain())
+      // a lane free: write on the next turn (writes made in this one join); all busy: the next to finish takes it
+      if (!scheduled && running < lanes) {
+        scheduled = true
+        setImmediate(pump)
       }
     })
   }
