@@ -12,7 +12,7 @@ import postgres from 'postgres'
 import { bootstrap, DEFAULT_TENANT_ID, migrate, openDatabase, users } from '../src/db'
 import { newId } from '../src/lib/ids'
 import { createMessageWriter } from '../src/modules/conversations/writer'
-import { machine, percentile } from './lib'
+import { machine, percentile, serverCpu, serverCpuSince } from './lib'
 
 const { values: args } = parseArgs({
   options: {
@@ -46,6 +46,7 @@ async function round(lanes: number) {
   const writer = createMessageWriter({ db, lanes })
   const question: number[] = []
   const answer: number[] = []
+  const pg0 = await serverCpu()
   const t0 = performance.now()
   const one = async (i: number) => {
     const conv = { id: newId('conv'), tenantId: DEFAULT_TENANT_ID, userId }
@@ -64,19 +65,24 @@ async function round(lanes: number) {
     await Bun.sleep(SPREAD_MS / groups)
   }
   await Promise.all(all)
-  return { question, answer, makespan: performance.now() - t0 }
+  const makespan = performance.now() - t0
+  return { question, answer, makespan, pgUs: serverCpuSince(pg0, await serverCpu()) }
 }
 
-const results = new Map<number, { q50: number[]; q99: number[]; a99: number[]; span: number[] }>()
+const results = new Map<number, { q50: number[]; q99: number[]; a99: number[]; span: number[]; pg: number[]; mine: number[] }>()
 for (let r = 0; r <= ROUNDS; r++) {
   for (const lanes of r % 2 ? LANES : [...LANES].reverse()) {
-    const { question, answer, makespan } = await round(lanes)
+    const c0 = process.cpuUsage()
+    const { question, answer, makespan, pgUs } = await round(lanes)
+    const c = process.cpuUsage(c0)
     if (r === 0) continue // warm-up
-    const x = results.get(lanes) ?? { q50: [], q99: [], a99: [], span: [] }
+    const x = results.get(lanes) ?? { q50: [], q99: [], a99: [], span: [], pg: [], mine: [] }
     x.q50.push(percentile(question, 0.5))
     x.q99.push(percentile(question, 0.99))
     x.a99.push(percentile(answer, 0.99))
     x.span.push(makespan)
+    x.pg.push(pgUs / 1000)
+    x.mine.push((c.user + c.system) / 1000)
     results.set(lanes, x)
   }
 }
@@ -84,9 +90,9 @@ await db.close()
 
 const med = (xs: number[]) => percentile(xs, 0.5).toFixed(1)
 console.log(`\n${new Date().toISOString().slice(0, 10)} — ${machine()}; Postgres 15 on the same host; ${WRITES} conversations per round, arriving over ${SPREAD_MS} ms\n`)
-console.log('| batches in flight | question stored p50 ms | question stored p99 ms | answer stored p99 ms | round (all stored) ms | question p99, every round |')
-console.log('|---:|---:|---:|---:|---:|---|')
+console.log('| batches in flight | question stored p50 ms | question stored p99 ms | answer stored p99 ms | round (all stored) ms | Postgres CPU ms | writer process CPU ms | question p99, every round |')
+console.log('|---:|---:|---:|---:|---:|---:|---:|---|')
 for (const [lanes, x] of results) {
-  console.log(`| ${lanes} | ${med(x.q50)} | ${med(x.q99)} | ${med(x.a99)} | ${med(x.span)} | ${x.q99.map((v) => v.toFixed(0)).join(' ')} |`)
+  console.log(`| ${lanes} | ${med(x.q50)} | ${med(x.q99)} | ${med(x.a99)} | ${med(x.span)} | ${med(x.pg)} | ${med(x.mine)} | ${x.q99.map((v) => v.toFixed(0)).join(' ')} |`)
 }
-console.log(`\nMedian of ${ROUNDS} rounds, lane counts alternating. Command: \`bun bench/writer.ts --writes ${WRITES} --spread-ms ${SPREAD_MS} --rounds ${ROUNDS} --lanes ${LANES.join(',')}\``)
+console.log(`\nMedian of ${ROUNDS} rounds, lane counts alternating; Postgres CPU: every postgres process on the host (schedstat), per round. Command: \`bun bench/writer.ts --writes ${WRITES} --spread-ms ${SPREAD_MS} --rounds ${ROUNDS} --lanes ${LANES.join(',')}\``)
