@@ -3,8 +3,10 @@
  * framework, auth, persistence or metrics. `POST /api/v2/chat/stream` fetches `POST {ALGO_SERVICE_URL}/query`,
  * cuts the NDJSON body into lines and writes one SSE event per line, framed by stream_start and stream_end.
  *
- * It does the per-line work the gateway does, so the comparison is fair: cut on raw bytes, decode the line,
- * JSON.parse it, add request_id / line_number / timestamp, JSON.stringify it, enqueue one string per event.
+ * It does the per-line work a plain relay of the protocol does: cut on raw bytes, decode the line, JSON.parse it,
+ * add request_id / line_number / timestamp, JSON.stringify it, enqueue one string per event. (The gateway decodes
+ * a read's lines together and extends each line's own text instead of serialising it again; `bench/chat.ts
+ * --variants splice` runs this relay's structure with that, to show what it is worth on its own.)
  *
  *   ALGO_SERVICE_URL=http://127.0.0.1:8081 PORT=8090 bun bench/targets/bare-relay.ts
  */

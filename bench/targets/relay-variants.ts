@@ -3,14 +3,17 @@
  * event goes (bench/chat.ts --variants). RELAY_VARIANT is a `+`-joined list of:
  * - `pool`: the upstream read through the gateway's pool (src/upstream: timers, breaker, NDJSON batches);
  * - `feed`: the response written by the gateway's EventFeed + watchFeed (push, direct stream) instead of pull + enqueue;
- * - `elysia`: the route served by Elysia instead of a bare Bun.serve fetch.
- * Per-line work is the relay's: decode, JSON.parse, enrich, JSON.stringify.
+ * - `elysia`: the route served by Elysia instead of a bare Bun.serve fetch;
+ * - `splice`: each line's own text extended with the enrichment (the gateway's `enrichedText`) instead of
+ *   serialised again.
+ * Per-line work is otherwise the relay's: decode, JSON.parse, enrich, JSON.stringify.
  *
  *   RELAY_VARIANT=pool+feed ALGO_SERVICE_URL=http://127.0.0.1:8081 PORT=8091 bun bench/targets/relay-variants.ts
  */
 import { Elysia } from 'elysia'
 import { EventFeed, watchFeed } from '../../src/modules/chat/feed'
-import { eventName, formatEvent } from '../../src/modules/chat/sse'
+import { enrichedText } from '../../src/modules/chat/answer'
+import { eventName, formatEvent, formatEventData } from '../../src/modules/chat/sse'
 import { createUpstreamPool } from '../../src/upstream'
 
 const upstreamUrl = (process.env.ALGO_SERVICE_URL ?? 'http://127.0.0.1:8081').replace(/\/+$/, '')
@@ -25,11 +28,13 @@ const pool = parts.has('pool')
   ? createUpstreamPool({ urls: [upstreamUrl], firstByteTimeoutMs: 30_000, idleTimeoutMs: 60_000, healthIntervalMs: 0, userAgent: 'relay-variants' })
   : undefined
 
+type Line = { value: Record<string, unknown>; text: string }
+
 /** the upstream's lines of each read, parsed, as the gateway's pool hands them out */
-async function* upstreamLines(body: unknown, requestId: string, signal: AbortSignal): AsyncGenerator<Record<string, unknown>[]> {
+async function* upstreamLines(body: unknown, requestId: string, signal: AbortSignal): AsyncGenerator<Line[]> {
   if (pool) {
     const s = await pool.query({ body, requestId, signal })
-    for await (const batch of s.batches) yield batch.flatMap((i) => (i.kind === 'line' ? [i.value] : []))
+    for await (const batch of s.batches) yield batch.flatMap((i) => (i.kind === 'line' ? [i] : []))
     return
   }
   const res = await fetch(`${upstreamUrl}/query`, {
@@ -41,7 +46,7 @@ async function* upstreamLines(body: unknown, requestId: string, signal: AbortSig
   if (!res.ok || !res.body) throw new Error(`upstream HTTP ${res.status}`)
   let partial: Uint8Array | undefined
   for await (const bytes of res.body as AsyncIterable<Uint8Array>) {
-    const out: Record<string, unknown>[] = []
+    const out: Line[] = []
     let start = 0
     while (start < bytes.length) {
       const nl = bytes.indexOf(10, start)
@@ -59,7 +64,7 @@ async function* upstreamLines(body: unknown, requestId: string, signal: AbortSig
       const text = decoder.decode(line)
       if (text.trim() === '') continue
       try {
-        out.push(JSON.parse(text) as Record<string, unknown>)
+        out.push({ value: JSON.parse(text) as Record<string, unknown>, text })
       } catch {}
     }
     if (out.length > 0) yield out
@@ -74,10 +79,13 @@ async function chatStream(req: Request, message: string, conversationId: unknown
   const body = { messages: [{ role: 'user', content: message }], request_id: requestId, conversation_id: conversationId ?? null }
   let seq = 0
   let lineNumber = 0
-  const enrich = (lines: Record<string, unknown>[]) =>
-    lines.map((line) => {
+  const splice = parts.has('splice')
+  const enrich = (lines: Line[]) =>
+    lines.map(({ value: line, text }) => {
+      const data = splice ? enrichedText(text, line, requestId, ++lineNumber, unixSeconds()) : undefined
+      if (data !== undefined) return formatEventData(seq++, eventName(line), data)
       line.request_id = requestId
-      line.line_number = ++lineNumber
+      line.line_number = splice ? lineNumber : ++lineNumber
       line.timestamp = unixSeconds()
       return formatEvent(seq++, eventName(line), line)
     })
@@ -97,7 +105,7 @@ async function chatStream(req: Request, message: string, conversationId: unknown
     return new Response(watchFeed(feed, -1, req.signal, { attached() {}, detached() {} }), { headers: SSE_HEADERS })
   }
 
-  let lines: AsyncGenerator<Record<string, unknown>[]> | undefined
+  let lines: AsyncGenerator<Line[]> | undefined
   const stream = new ReadableStream<string>({
     start(controller) {
       controller.enqueue(start())

@@ -2,15 +2,17 @@
  * NDJSON reader for the algorithm service's `/query` stream: one item per non-blank line, the items of one
  * network read handed out together.
  *
- * Lines are cut on raw bytes (Uint8Array.indexOf) and decoded whole, so a multi-byte character split across
- * chunks never needs a streaming decoder, and a partial line is kept as a list of chunk views (no copy until
- * the line is complete). A partial line is never allowed to grow past `maxLineBytes`: an upstream that never
- * sends a newline cannot make the gateway buffer without bound.
+ * Lines are cut on raw bytes (Uint8Array.indexOf), and the complete lines of a read are decoded together, so a
+ * multi-byte character split across chunks never needs a streaming decoder (a newline byte is never inside one),
+ * and a partial line is kept as a list of chunk views (no copy until the line is complete). A partial line is
+ * never allowed to grow past `maxLineBytes`: an upstream that never sends a newline cannot make the gateway
+ * buffer without bound.
  */
 import { LINE_TOO_LONG, UpstreamError } from './errors.ts'
 
 export type NdjsonItem =
-  | { kind: 'line'; value: Record<string, unknown>; lineNumber: number }
+  /** `text`: the line as sent, without its newline (and CR) */
+  | { kind: 'line'; value: Record<string, unknown>; text: string; lineNumber: number }
   | { kind: 'invalid'; lineNumber: number; reason: 'json' | 'not_object' }
 
 export interface NdjsonOptions {
@@ -22,22 +24,19 @@ export interface NdjsonOptions {
 
 const NEWLINE = 0x0a
 const CR = 0x0d
-// fatal: bytes that are not UTF-8 make an `invalid` item instead of a line full of U+FFFD.
-const decoder = new TextDecoder('utf-8', { fatal: true })
+// fatal: bytes that are not UTF-8 make an `invalid` item instead of a line full of U+FFFD. A BOM is kept here
+// and dropped per line (parseText), so a line's reading does not depend on where the reads were cut.
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+const BOM = 0xfeff
 
 /** A line that is only spaces, tabs or CR (JSON whitespace) is blank. Lines are short; this stays cheap. */
 function isBlank(text: string): boolean {
   return text.charCodeAt(0) !== 0x7b /* { */ && text.trim() === ''
 }
 
-function parseLine(bytes: Uint8Array, lineNumber: number): NdjsonItem | undefined {
-  const end = bytes.length > 0 && bytes[bytes.length - 1] === CR ? bytes.length - 1 : bytes.length
-  let text: string
-  try {
-    text = decoder.decode(bytes.subarray(0, end))
-  } catch {
-    return { kind: 'invalid', lineNumber, reason: 'json' }
-  }
+function parseText(text: string, lineNumber: number): NdjsonItem | undefined {
+  if (text.charCodeAt(text.length - 1) === CR) text = text.slice(0, -1)
+  if (text.charCodeAt(0) === BOM) text = text.slice(1)
   if (isBlank(text)) return undefined
   let value: unknown
   try {
@@ -48,7 +47,44 @@ function parseLine(bytes: Uint8Array, lineNumber: number): NdjsonItem | undefine
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { kind: 'invalid', lineNumber, reason: 'not_object' }
   }
-  return { kind: 'line', value: value as Record<string, unknown>, lineNumber }
+  return { kind: 'line', value: value as Record<string, unknown>, text, lineNumber }
+}
+
+function parseLine(bytes: Uint8Array, lineNumber: number): NdjsonItem | undefined {
+  let text: string
+  try {
+    text = decoder.decode(bytes)
+  } catch {
+    return { kind: 'invalid', lineNumber, reason: 'json' }
+  }
+  return parseText(text, lineNumber)
+}
+
+/**
+ * The items of the lines in `region` (whole lines, newline-separated, the last without its newline), numbered
+ * after `lineNumber`, pushed to `out`; returns the last number given. One decode for the region; if it is not
+ * UTF-8, line by line, so that only the lines that are not become invalid items.
+ */
+function parseRegion(region: Uint8Array, lineNumber: number, out: NdjsonItem[]): number {
+  let text: string | undefined
+  try {
+    text = decoder.decode(region)
+  } catch {
+    text = undefined
+  }
+  for (let start = 0; ; ) {
+    const nl = text !== undefined ? text.indexOf('\n', start) : region.indexOf(NEWLINE, start)
+    const item =
+      text !== undefined
+        ? parseText(nl === -1 ? text.slice(start) : text.slice(start, nl), lineNumber + 1)
+        : parseLine(nl === -1 ? region.subarray(start) : region.subarray(start, nl), lineNumber + 1)
+    if (item) {
+      lineNumber = item.lineNumber
+      out.push(item)
+    }
+    if (nl === -1) return lineNumber
+    start = nl + 1
+  }
 }
 
 /** The bytes of a line that began in earlier chunks: kept as views, joined once the newline arrives. */
@@ -109,32 +145,36 @@ export async function* readNdjsonBatches(
       if (chunk.done) break
       const bytes = chunk.value
       const batch: NdjsonItem[] = []
-      let start = 0
-      while (start < bytes.length) {
+      // the lines' lengths first (the first continues the partial one); past the limit, the whole lines before it are still handed out
+      let lastNewline = -1
+      for (let start = 0; start < bytes.length; ) {
         const nl = bytes.indexOf(NEWLINE, start)
         const end = nl === -1 ? bytes.length : nl
-        if (partial.length + (end - start) > maxLineBytes) {
-          // the lines before it in this read are still handed out
+        if ((start === 0 ? partial.length : 0) + (end - start) > maxLineBytes) {
+          if (lastNewline !== -1) lineNumber = parseRegion(partial.take(bytes.subarray(0, lastNewline)), lineNumber, batch)
           if (batch.length > 0) yield batch
           throw tooLong()
         }
-        if (nl === -1) {
-          partial.push(bytes.subarray(start))
-          break
-        }
-        const item = parseLine(partial.take(bytes.subarray(start, nl)), lineNumber + 1)
+        if (nl === -1) break
+        lastNewline = nl
         start = nl + 1
-        if (!item) continue
-        lineNumber = item.lineNumber
-        batch.push(item)
       }
+      if (lastNewline === -1) {
+        partial.push(bytes)
+        continue
+      }
+      lineNumber = parseRegion(partial.take(bytes.subarray(0, lastNewline)), lineNumber, batch)
+      partial.push(bytes.subarray(lastNewline + 1))
       if (batch.length > 0) yield batch
       // aborted while the batch was being handled: read no further
       if (signal?.aborted) throw signal.reason
     }
     // The last line may lack its newline; it still counts.
-    const item = parseLine(partial.take(new Uint8Array(0)), lineNumber + 1)
-    if (item) yield [item]
+    if (partial.length > 0) {
+      const last: NdjsonItem[] = []
+      parseRegion(partial.take(new Uint8Array(0)), lineNumber, last)
+      if (last.length > 0) yield last
+    }
     finished = true
   } finally {
     signal?.removeEventListener('abort', onAbort)

@@ -2,7 +2,7 @@ import { describe, expect, test } from 'bun:test'
 import type { NdjsonItem } from '../../src/upstream'
 import { Answer, AnswerTooLarge } from '../../src/modules/chat/answer'
 
-const line = (lineNumber: number, value: Record<string, unknown>): NdjsonItem => ({ kind: 'line', value, lineNumber })
+const line = (lineNumber: number, value: Record<string, unknown>): NdjsonItem => ({ kind: 'line', value, text: JSON.stringify(value), lineNumber })
 const chunk = (n: number, content: string) => line(n, { type: 'generation_chunk', index: n, content })
 
 /** the events `take` hands out, as one list of texts, and the joined texts it offered */
@@ -56,5 +56,33 @@ describe('Answer.take: one upstream read into events and the answer to store', (
     expect(() => a.take([chunk(3, 'é')], 2, out.to)).toThrow(AnswerTooLarge)
     expect(out.sent).toHaveLength(2)
     expect(a.text).toBe('é'.repeat(100))
+  })
+
+  test("the upstream's own JSON text gets the enrichment; whatever the text cannot simply take is serialised again", () => {
+    const a = new Answer('req_4', 1 << 20, 0)
+    const out = collect()
+    const texts = [
+      '{}',
+      '{ "type" : "generation_chunk", "content": "caf\\u00e9" }  ',
+      '{"type":"x","request_id":"req_4"}',
+      '{"type":"x","request_id":"someone-else"}',
+      '{"type":"x","line_number":99,"timestamp":1}',
+      '{"type":"x",\r"n":1}',
+      '{"type":"x","big":12345678901234567890}',
+    ]
+    a.take(texts.map((text, i) => ({ kind: 'line', value: JSON.parse(text), text, lineNumber: i + 1 })), 0, out.to)
+    const data = out.sent.map((e) => {
+      const lines = e.split('\n')
+      expect(lines).toHaveLength(5) // id, event, data, blank, blank: no CR or LF inside the data line
+      expect(e).not.toContain('\r')
+      return lines[2]!.slice('data: '.length)
+    })
+    const ours = (i: number) => ({ request_id: 'req_4', line_number: i + 1, timestamp: expect.any(Number) })
+    data.forEach((d, i) => expect(JSON.parse(d)).toEqual({ ...JSON.parse(texts[i]!), ...ours(i) }))
+    // one request_id each, ours; the upstream's digits and escapes as it sent them
+    for (const d of data) expect(d.split('"request_id"')).toHaveLength(2)
+    expect(data[1]).toStartWith('{ "type" : "generation_chunk", "content": "caf\\u00e9"')
+    expect(data[6]).toContain('12345678901234567890')
+    expect(a.text).toBe('café')
   })
 })

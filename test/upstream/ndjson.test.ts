@@ -10,9 +10,9 @@ describe('readNdjson on chosen chunk boundaries', () => {
   test('lines split across chunks come out whole, numbered from 1', async () => {
     const items = await readAll(chunked('{"a":1}\n{"b"', ':2}', '\n{"c":3}\n'))
     expect(items).toEqual([
-      { kind: 'line', value: { a: 1 }, lineNumber: 1 },
-      { kind: 'line', value: { b: 2 }, lineNumber: 2 },
-      { kind: 'line', value: { c: 3 }, lineNumber: 3 },
+      { kind: 'line', value: { a: 1 }, text: '{"a":1}', lineNumber: 1 },
+      { kind: 'line', value: { b: 2 }, text: '{"b":2}', lineNumber: 2 },
+      { kind: 'line', value: { c: 3 }, text: '{"c":3}', lineNumber: 3 },
     ])
   })
 
@@ -44,7 +44,7 @@ describe('readNdjson on chosen chunk boundaries', () => {
       { kind: 'invalid', lineNumber: 3, reason: 'not_object' },
       { kind: 'invalid', lineNumber: 4, reason: 'not_object' },
       { kind: 'invalid', lineNumber: 5, reason: 'not_object' },
-      { kind: 'line', value: { ok: true }, lineNumber: 6 },
+      { kind: 'line', value: { ok: true }, text: '{"ok":true}', lineNumber: 6 },
       { kind: 'invalid', lineNumber: 7, reason: 'json' },
     ])
   })
@@ -52,6 +52,26 @@ describe('readNdjson on chosen chunk boundaries', () => {
   test('bytes that are not UTF-8 make an invalid line', async () => {
     const items = await readAll(chunked(Uint8Array.of(0x7b, 0xff, 0x7d, 0x0a), '{"a":1}\n'))
     expect(items.map((i) => i.kind)).toEqual(['invalid', 'line'])
+  })
+
+  test('bytes that are not UTF-8 in one line of a read: only that line is invalid, the rest of the read is read', async () => {
+    const read = Uint8Array.of(...new TextEncoder().encode('{"a":1}\n'), 0x7b, 0xff, 0x7d, 0x0a, ...new TextEncoder().encode('{"b":"é"}\n'))
+    const items = await readAll(chunked(read))
+    expect(items.map((i) => [i.kind, i.lineNumber])).toEqual([
+      ['line', 1],
+      ['invalid', 2],
+      ['line', 3],
+    ])
+    expect(values(items)[2]).toEqual({ b: 'é' })
+  })
+
+  test("each line's text is as sent, its spacing and escapes kept, without CR; a BOM before a line is dropped wherever the reads were cut", async () => {
+    const body = '\uFEFF{ "a" : "\\u00e9" }\r\n\uFEFF{"b":2}\n'
+    const whole = await readAll(chunked(body))
+    expect(whole.map((i) => (i.kind === 'line' ? i.text : i))).toEqual(['{ "a" : "\\u00e9" }', '{"b":2}'])
+    expect(values(whole)).toEqual([{ a: 'é' }, { b: 2 }])
+    const bytes = new TextEncoder().encode(body)
+    for (let cut = 1; cut < bytes.length; cut++) expect(await readAll(chunked(bytes.subarray(0, cut), bytes.subarray(cut)))).toEqual(whole)
   })
 
   test('batches: the lines of one read come together, split lines join the read that completes them', async () => {

@@ -4,7 +4,7 @@
  * the first chunk — counting only events that were sent. No I/O: the chat run relays what `take` returns.
  */
 import type { NdjsonItem } from '../../upstream'
-import { eventName, formatEvent, unixSeconds } from './sse'
+import { eventName, formatEvent, formatEventData, unixSeconds } from './sse'
 
 /** the answer outgrew its byte limit: the events that fit were sent, the rest is not read */
 export class AnswerTooLarge extends Error {
@@ -18,6 +18,24 @@ export class AnswerTooLarge extends Error {
 export function chunkText(line: Record<string, unknown>): string {
   const text = line.content ?? line.delta
   return typeof text === 'string' ? text : ''
+}
+
+/**
+ * The line's own JSON text with `request_id`, `line_number` and `timestamp` added — the same object as the parsed
+ * line with them set, without serialising it again. Undefined when the text cannot simply be extended: the line
+ * sets `line_number` or `timestamp`, or another `request_id`, itself (ours replace them), or a CR in its
+ * whitespace would end the SSE data line.
+ */
+export function enrichedText(text: string, line: Record<string, unknown>, requestId: string, lineNumber: number, timestamp: number, requestIdJson = JSON.stringify(requestId)): string | undefined {
+  if (Object.hasOwn(line, 'line_number') || Object.hasOwn(line, 'timestamp') || text.includes('\r')) return undefined
+  let id = ''
+  if (!Object.hasOwn(line, 'request_id')) id = `"request_id":${requestIdJson},`
+  else if (line.request_id !== requestId) return undefined
+  // JSON allows only whitespace after the closing brace, and a comma is needed unless the object is empty
+  const close = text.lastIndexOf('}')
+  let last = close - 1
+  while (text.charCodeAt(last) <= 0x20) last--
+  return `${text.slice(0, close)}${text.charCodeAt(last) === 0x7b ? '' : ','}${id}"line_number":${lineNumber},"timestamp":${timestamp}}`
 }
 
 export class Answer {
@@ -35,13 +53,17 @@ export class Answer {
   /** UTF-8 bytes of the events sent */
   bytes = 0
 
+  private readonly requestIdJson: string
+
   constructor(
     private readonly requestId: string,
     /** past this many bytes of events the answer is cut */
     private readonly maxBytes: number,
     private readonly startedAt: number,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.requestIdJson = JSON.stringify(requestId)
+  }
 
   /**
    * The events of one upstream read, ids from `firstId`, with their texts joined (a watcher's one write).
@@ -52,6 +74,7 @@ export class Answer {
     // each event's name and line, for the accounting once it is known which fit (parallel arrays: no object per event)
     const names: string[] = []
     const lines: Array<Record<string, unknown>> = []
+    const timestamp = unixSeconds()
     for (const item of batch) {
       if (item.kind === 'invalid') {
         this.invalidLines++
@@ -59,11 +82,15 @@ export class Answer {
       }
       const line = item.value
       const name = eventName(line)
-      // the parsed line is ours: enriched in place
-      line.request_id = this.requestId
-      line.line_number = item.lineNumber
-      line.timestamp = unixSeconds()
-      texts.push(formatEvent(firstId + texts.length, name, line))
+      const data = enrichedText(item.text, line, this.requestId, item.lineNumber, timestamp, this.requestIdJson)
+      if (data !== undefined) texts.push(formatEventData(firstId + texts.length, name, data))
+      else {
+        // the parsed line is ours: enriched in place
+        line.request_id = this.requestId
+        line.line_number = item.lineNumber
+        line.timestamp = timestamp
+        texts.push(formatEvent(firstId + texts.length, name, line))
+      }
       names.push(name)
       lines.push(line)
     }

@@ -26,7 +26,12 @@ export function eventName(line: Record<string, unknown>): string {
 
 /** the wire text of an event: `id: <n>\nevent: <name>\ndata: <json>\n\n` (JSON keeps newlines escaped: one data line) */
 export function formatEvent(id: number, name: string, data: Record<string, unknown>): string {
-  return `id: ${id}\nevent: ${name}\ndata: ${JSON.stringify(data)}\n\n`
+  return formatEventData(id, name, JSON.stringify(data))
+}
+
+/** the same with the data already JSON (one line: no CR or LF in it) */
+export function formatEventData(id: number, name: string, json: string): string {
+  return `id: ${id}\nevent: ${name}\ndata: ${json}\n\n`
 }
 
 /** the comment sent while a stream is silent */
