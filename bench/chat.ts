@@ -20,7 +20,7 @@
  * The gateway runs on its embedded defaults: PGlite in a temporary DATA_DIR and the in-memory store.
  */
 import { parseArgs } from 'node:util'
-import { benchRun, cpuMicros, jitMicros, machine, percentile, RAISED_QUOTAS, rssKb, serverCpu, serverCpuSince, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
+import { benchRun, cpuMicros, jitMicros, machine, percentile, RAISED_QUOTAS, rssKb, serverCpu, cpuSince, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const MAX_HTTP_REQUESTS = '4096'
 if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== MAX_HTTP_REQUESTS) {
@@ -303,7 +303,7 @@ async function run(s: Subject, streams: number, chunks: number, delayMs: number)
     targetCpuUs: cpu1 - cpu0,
     simulatorCpuUs: sim1 - sim0,
     clientCpuUs: client.user + client.system,
-    serverCpuUs: serverCpuSince(servers0, servers1),
+    serverCpuUs: cpuSince(servers0, servers1),
     rssBeforeKb,
     rssPeakKb,
   }
@@ -334,7 +334,7 @@ try {
       const jit0 = await jitMicros(s.pid)
       const w = k < 3 ? await run(s, 50, 20, 0) : await run(s, STREAMS, CHUNKS, 0)
       if (w.errors.length) throw new Error(`${s.name} warm-up failed: ${w.errors[0]}`)
-      jitUs = (await jitMicros(s.pid)) - jit0
+      jitUs = cpuSince(jit0, await jitMicros(s.pid))
       quiet = jitUs < JIT_QUIET_US ? quiet + 1 : 0
       if (k + 1 >= 3 + WARMUP && quiet >= 2) break
     }

@@ -156,25 +156,29 @@ export async function serverCpu(): Promise<Map<number, number>> {
   return out
 }
 
-/** the server CPU used between two `serverCpu` readings (a process started in between counts from zero) */
-export function serverCpuSince(before: Map<number, number>, after: Map<number, number>): number {
+/** the CPU used between two readings by id (`serverCpu`, `jitMicros`): one started in between counts from zero */
+export function cpuSince(before: Map<number, number>, after: Map<number, number>): number {
   let us = 0
   for (const [pid, t] of after) us += t - (before.get(pid) ?? 0)
   return us
 }
 
-/** CPU time so far of a Bun process's JIT compiler threads (JSC's `JITWorker`), in microseconds, from their schedstat */
-export async function jitMicros(pid: number): Promise<number> {
-  let us = 0
+/**
+ * CPU time so far of each of a Bun process's JIT compiler threads (JSC's `JITWorker`), by thread id, in
+ * microseconds, from their schedstat; `cpuSince` takes the difference (a thread that exited meanwhile drops out
+ * instead of making it negative)
+ */
+export async function jitMicros(pid: number): Promise<Map<number, number>> {
+  const out = new Map<number, number>()
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       if (!(await Bun.file(`/proc/${pid}/task/${tid}/comm`).text()).startsWith('JITWorker')) continue
-      us += Number((await Bun.file(`/proc/${pid}/task/${tid}/schedstat`).text()).split(' ')[0]) / 1000
+      out.set(Number(tid), Number((await Bun.file(`/proc/${pid}/task/${tid}/schedstat`).text()).split(' ')[0]) / 1000)
     } catch {
       // the thread exited meanwhile
     }
   }
-  return us
+  return out
 }
 
 /** Resident set size of a process in KiB, from /proc/<pid>/status (VmRSS). */
@@ -221,16 +225,18 @@ export function percentile(xs: ArrayLike<number>, p: number): number {
 }
 
 /**
- * Waits (at most `maxMs`) until every listed process is idle (≤ 8% of a core over 250 ms): a target finishing
- * the previous run's work (database writes, GC, closing sockets) must not steal the CPU of the next one.
+ * Waits (at most `maxMs`) until every listed process is idle (≤ 8% of a core over 250 ms), and so are this host's
+ * Postgres and Redis servers together: a target finishing the previous run's work (database writes, GC, closing
+ * sockets), or Postgres's own background work after it (autovacuum, checkpoints), must not steal the CPU of the
+ * next one.
  */
 export async function settle(pids: readonly number[], maxMs = 5000): Promise<void> {
   const deadline = Date.now() + maxMs
   while (Date.now() < deadline) {
-    const before = await Promise.all(pids.map(cpuMicros))
+    const [before, servers0] = await Promise.all([Promise.all(pids.map(cpuMicros)), serverCpu()])
     await Bun.sleep(250)
-    const after = await Promise.all(pids.map(cpuMicros))
-    if (after.every((us, i) => us - before[i]! <= 20_000)) return
+    const [after, servers1] = await Promise.all([Promise.all(pids.map(cpuMicros)), serverCpu()])
+    if (after.every((us, i) => us - before[i]! <= 20_000) && cpuSince(servers0, servers1) <= 20_000) return
   }
 }
 

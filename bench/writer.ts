@@ -12,7 +12,7 @@ import postgres from 'postgres'
 import { bootstrap, DEFAULT_TENANT_ID, migrate, openDatabase, users } from '../src/db'
 import { newId } from '../src/lib/ids'
 import { createMessageWriter } from '../src/modules/conversations/writer'
-import { machine, percentile, serverCpu, serverCpuSince } from './lib'
+import { machine, percentile, serverCpu, cpuSince } from './lib'
 
 const { values: args } = parseArgs({
   options: {
@@ -66,7 +66,7 @@ async function round(lanes: number) {
   }
   await Promise.all(all)
   const makespan = performance.now() - t0
-  return { question, answer, makespan, pgUs: serverCpuSince(pg0, await serverCpu()) }
+  return { question, answer, makespan, pgUs: cpuSince(pg0, await serverCpu()) }
 }
 
 const results = new Map<number, { q50: number[]; q99: number[]; a99: number[]; span: number[]; pg: number[]; mine: number[] }>()
