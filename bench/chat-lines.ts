@@ -3,7 +3,9 @@
  * ~16 KB pieces and turned into SSE events written to one watcher. Steadier than bench/chat.ts for a change of
  * a few per cent on the per-event path, which the loopback runs cannot resolve (their rounds move by ±10 points).
  *
- *   bun bench/chat-lines.ts [--lines 200] [--reps 3000] [--rounds 4]
+ *   bun bench/chat-lines.ts [--lines 200] [--reps 3000] [--rounds 4] [--read-bytes 16000]
+ *
+ * `--read-bytes 1`: one line per read, as a paced upstream's lines arrive.
  *
  * Rows: the bare relay's line loop (bench/targets/bare-relay.ts, mirrored here); the gateway's (the NDJSON
  * reader, `Answer.take`, the event feed with one watcher); the same with the stream's bytes counted event by
@@ -17,11 +19,17 @@ import { readNdjsonBatches } from '../src/upstream'
 import { machine } from './lib'
 
 const { values: args } = parseArgs({
-  options: { lines: { type: 'string', default: '200' }, reps: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '4' } },
+  options: {
+    lines: { type: 'string', default: '200' },
+    reps: { type: 'string', default: '3000' },
+    rounds: { type: 'string', default: '4' },
+    'read-bytes': { type: 'string', default: '16000' },
+  },
 })
 const LINES = Number(args.lines)
 const REPS = Number(args.reps)
 const ROUNDS = Number(args.rounds)
+const READ_BYTES = Number(args['read-bytes'])
 
 // the simulator's seed stream: retrieval_start, retrieval_result, LINES chunks, generation_done
 const lines = [
@@ -33,7 +41,7 @@ const lines = [
 const reads: Uint8Array[] = []
 for (let i = 0, piece = ''; i < lines.length; i++) {
   piece += lines[i]
-  if (piece.length > 16_000 || i === lines.length - 1) {
+  if (piece.length >= READ_BYTES || i === lines.length - 1) {
     reads.push(new TextEncoder().encode(piece))
     piece = ''
   }
@@ -128,5 +136,5 @@ for (const [name, xs] of results) {
   const ratios = xs.map((x, i) => x / relayRounds[i]!).sort((a, b) => a - b)
   console.log(`| ${name} | ${median(xs).toFixed(0)} | ×${median(ratios).toFixed(2)} (×${ratios[0]!.toFixed(2)}–×${ratios.at(-1)!.toFixed(2)}) | ${xs.map((x) => x.toFixed(0)).join(' ')} |`)
 }
-console.log(`\nCommand: \`bun bench/chat-lines.ts --lines ${LINES} --reps ${REPS} --rounds ${ROUNDS}\``)
+console.log(`\nCommand: \`bun bench/chat-lines.ts --lines ${LINES} --reps ${REPS} --rounds ${ROUNDS} --read-bytes ${READ_BYTES}\``)
 if (sink === 0) console.log('(nothing produced)')

@@ -163,8 +163,10 @@ export async function* readNdjsonBatches(
         partial.push(bytes)
         continue
       }
-      lineNumber = parseRegion(partial.take(bytes.subarray(0, lastNewline)), lineNumber, batch)
-      partial.push(bytes.subarray(lastNewline + 1))
+      // a read that ends a line (the usual case) is decoded as it is: its last newline leaves an empty line
+      const whole = lastNewline === bytes.length - 1
+      lineNumber = parseRegion(partial.take(whole ? bytes : bytes.subarray(0, lastNewline)), lineNumber, batch)
+      if (!whole) partial.push(bytes.subarray(lastNewline + 1))
       if (batch.length > 0) yield batch
       // aborted while the batch was being handled: read no further
       if (signal?.aborted) throw signal.reason
