@@ -12,9 +12,9 @@
  * event (as before the count moved to one per read), for the comparison.
  */
 import { parseArgs } from 'node:util'
-import { Answer, chunkText } from '../src/modules/chat/answer'
+import { Answer, chunkText, enrichedText } from '../src/modules/chat/answer'
 import { EventFeed, watchFeed } from '../src/modules/chat/feed'
-import { eventName, formatEvent, unixSeconds } from '../src/modules/chat/sse'
+import { eventName, formatEventData, unixSeconds } from '../src/modules/chat/sse'
 import { readNdjsonBatches } from '../src/upstream'
 import { machine } from './lib'
 
@@ -101,10 +101,9 @@ async function gatewayCountingEachEvent(): Promise<void> {
       if (item.kind === 'invalid') continue
       const line = item.value
       const name = eventName(line)
-      line.request_id = 'req_bench'
-      line.line_number = item.lineNumber
-      line.timestamp = unixSeconds()
-      const event = formatEvent(feed.events.length + texts.length, name, line)
+      const data = enrichedText(item.text, line, 'req_bench', item.lineNumber, unixSeconds())
+      // the bench's lines all carry the same request_id and no fields of ours: the text is always extended
+      const event = formatEventData(feed.events.length + texts.length, name, data!)
       bytes += Buffer.byteLength(event)
       if (name === 'generation_chunk') text += chunkText(line)
       texts.push(event)

@@ -82,10 +82,11 @@ async function chatStream(req: Request, message: string, conversationId: unknown
   const splice = parts.has('splice')
   const enrich = (lines: Line[]) =>
     lines.map(({ value: line, text }) => {
-      const data = splice ? enrichedText(text, line, requestId, ++lineNumber, unixSeconds()) : undefined
+      const n = ++lineNumber
+      const data = splice ? enrichedText(text, line, requestId, n, unixSeconds()) : undefined
       if (data !== undefined) return formatEventData(seq++, eventName(line), data)
       line.request_id = requestId
-      line.line_number = splice ? lineNumber : ++lineNumber
+      line.line_number = n
       line.timestamp = unixSeconds()
       return formatEvent(seq++, eventName(line), line)
     })

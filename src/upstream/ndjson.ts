@@ -66,25 +66,25 @@ function parseLine(bytes: Uint8Array, lineNumber: number): NdjsonItem | undefine
  * UTF-8, line by line, so that only the lines that are not become invalid items.
  */
 function parseRegion(region: Uint8Array, lineNumber: number, out: NdjsonItem[]): number {
+  const add = (item: NdjsonItem | undefined) => {
+    if (!item) return
+    lineNumber = item.lineNumber
+    out.push(item)
+  }
   let text: string | undefined
   try {
     text = decoder.decode(region)
   } catch {
-    text = undefined
-  }
-  for (let start = 0; ; ) {
-    const nl = text !== undefined ? text.indexOf('\n', start) : region.indexOf(NEWLINE, start)
-    const item =
-      text !== undefined
-        ? parseText(nl === -1 ? text.slice(start) : text.slice(start, nl), lineNumber + 1)
-        : parseLine(nl === -1 ? region.subarray(start) : region.subarray(start, nl), lineNumber + 1)
-    if (item) {
-      lineNumber = item.lineNumber
-      out.push(item)
+    for (let start = 0; start <= region.length; ) {
+      const nl = region.indexOf(NEWLINE, start)
+      const end = nl === -1 ? region.length : nl
+      add(parseLine(region.subarray(start, end), lineNumber + 1))
+      start = end + 1
     }
-    if (nl === -1) return lineNumber
-    start = nl + 1
+    return lineNumber
   }
+  for (const line of text.split('\n')) add(parseText(line, lineNumber + 1))
+  return lineNumber
 }
 
 /** The bytes of a line that began in earlier chunks: kept as views, joined once the newline arrives. */

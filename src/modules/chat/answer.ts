@@ -124,18 +124,7 @@ export class Answer {
       }
       if (line.usage && typeof line.usage === 'object') this.usage = line.usage as Record<string, unknown>
     }
-    if (fit === texts.length) {
-      // kept as pieces of the one joined string: each event's text is otherwise a rope of its parts, several
-      // strings apiece held for as long as the stream can be replayed
-      if (texts.length > 1) {
-        for (let i = 0, at = 0; i < texts.length; i++) {
-          const n = texts[i]!.length
-          texts[i] = joined!.slice(at, at + n)
-          at += n
-        }
-      }
-      return sent(texts, joined)
-    }
+    if (fit === texts.length) return sent(texts, joined)
     if (fit > 0) sent(texts.slice(0, fit))
     throw new AnswerTooLarge(this.maxBytes)
   }

@@ -34,11 +34,22 @@ export class EventFeed {
     for (const w of this.watching) if (id >= w.from) w.write(text)
   }
 
-  /** appends the events of one upstream read: each watcher gets them as one write (`joined`: their texts joined, if at hand) */
+  /**
+   * appends the events of one upstream read: each watcher gets them as one write (`joined`: their texts joined, if
+   * at hand). With `joined`, the events are kept as pieces of it: a freshly formatted text is a rope of its parts,
+   * several strings apiece, held for as long as the stream can be replayed.
+   */
   pushAll(texts: readonly string[], joined?: string): void {
     if (texts.length === 1) return this.push(texts[0]!)
     const from = this.events.length
-    for (const text of texts) this.events.push(text)
+    if (joined === undefined) for (const text of texts) this.events.push(text)
+    else {
+      for (let i = 0, at = 0; i < texts.length; i++) {
+        const n = texts[i]!.length
+        this.events.push(joined.slice(at, at + n))
+        at += n
+      }
+    }
     for (const w of this.watching) {
       if (w.from <= from) w.write((joined ??= texts.join('')))
       else if (w.from < this.events.length) w.write(this.events.slice(w.from).join(''))
