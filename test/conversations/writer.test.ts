@@ -92,6 +92,21 @@ describe.each(drivers)('message writer on $name', ({ postgres }) => {
     expect(stored[0]!.references).toEqual([{ title: 'x\uFFFD' }])
   })
 
+  test('quotes, backslashes, dollar quotes and SQL in a message are stored as sent', async () => {
+    const writer = createMessageWriter({ db: gw.deps.db })
+    const texts = [
+      "it's ''quoted'' '",
+      String.raw`back\slash \' \\ \n \u0041 E'\x41'`,
+      "$$ $tag$ $1 '); delete from messages; --",
+      'line\nbreak\ttab\r\n“curly” 汉字 😀',
+    ]
+    const ids = texts.map(() => newId('conv'))
+    await Promise.all(ids.map((id, i) => writer.start({ id, tenantId: world.tenantId, userId: world.alice.id, title: texts[i] }, question(world.alice.id, texts[i]!, { references: [{ q: texts[i] }] }))))
+    const stored = await Promise.all(ids.map(async (id) => (await db().select().from(messages).where(eq(messages.conversationId, id)))[0]))
+    expect(stored.map((m) => m?.content)).toEqual(texts)
+    expect(stored.map((m) => m?.references)).toEqual(texts.map((q) => [{ q }]))
+  })
+
   test("starting a conversation whose id exists stores nothing and leaves that conversation as it was", async () => {
     const writer = createMessageWriter({ db: gw.deps.db })
     const existing = await insertConversation(gw, world.bob, { title: 'kept' })

@@ -66,7 +66,7 @@ export function storableJson(rows: unknown): string {
  * One statement text whatever the batch size: the rows arrive as one JSON array ($1), so the driver serialises
  * one parameter instead of fifteen per row and the server parses the same short text every time.
  */
-const STATEMENT = `
+export const STATEMENT = `
     with v as (
       select * from json_to_recordset($1::text::json) as x(
         id text, tenant_id text, conversation_id text, user_id text, role text, content text, modality text,
