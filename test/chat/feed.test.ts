@@ -19,6 +19,20 @@ describe('EventFeed', () => {
     expect(feed.events).toEqual([...first, ...second])
   })
 
+  test('the whole stream as one text (the replay log the store keeps) is its events joined, from any position; clear lets all go', () => {
+    const feed = new EventFeed()
+    const first = read(0)
+    feed.pushAll(first, first.join(''))
+    feed.push(formatEvent(3, 'stream_end', { lines_processed: 3 }))
+    feed.pushAll(read(4)) // a follower's batch, without the joined text
+    const all = feed.events.join('')
+    expect(feed.textFrom(0)).toBe(all)
+    expect(feed.size).toBe(all.length)
+    for (const from of [1, 3, 6]) expect(feed.textFrom(from)).toBe(feed.events.slice(from).join(''))
+    feed.clear()
+    expect([feed.events.length, feed.size, feed.textFrom(0)]).toEqual([0, 0, ''])
+  })
+
   test('a watcher attaching after event 1 is written the rest, in one write, then what comes', async () => {
     const feed = new EventFeed()
     const first = read(0)

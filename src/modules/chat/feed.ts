@@ -21,6 +21,10 @@ interface Watcher {
 
 export class EventFeed {
   readonly events: string[] = []
+  /** the same texts in as few strings as they came in (a read's joined text is one): joined, the whole stream */
+  private readonly pieces: string[] = []
+  /** UTF-16 code units of all the events */
+  size = 0
   ended = false
   private readonly watching: Watcher[] = []
 
@@ -31,6 +35,8 @@ export class EventFeed {
 
   push(text: string): void {
     const id = this.events.push(text) - 1
+    this.pieces.push(text)
+    this.size += text.length
     for (const w of this.watching) if (id >= w.from) w.write(text)
   }
 
@@ -42,18 +48,38 @@ export class EventFeed {
   pushAll(texts: readonly string[], joined?: string): void {
     if (texts.length === 1) return this.push(texts[0]!)
     const from = this.events.length
-    if (joined === undefined) for (const text of texts) this.events.push(text)
-    else {
+    if (joined === undefined) {
+      for (const text of texts) {
+        this.events.push(text)
+        this.pieces.push(text)
+        this.size += text.length
+      }
+    } else {
       for (let i = 0, at = 0; i < texts.length; i++) {
         const n = texts[i]!.length
         this.events.push(joined.slice(at, at + n))
         at += n
       }
+      this.pieces.push(joined)
+      this.size += joined.length
     }
     for (const w of this.watching) {
       if (w.from <= from) w.write((joined ??= texts.join('')))
-      else if (w.from < this.events.length) w.write(this.events.slice(w.from).join(''))
+      else if (w.from < this.events.length) w.write(this.textFrom(w.from))
     }
+  }
+
+  /** the events from `from` on as one text: from the start, joined from a few strings per read, not one per event */
+  textFrom(from: number): string {
+    if (from <= 0) return this.pieces.length === 1 ? this.pieces[0]! : this.pieces.join('')
+    return this.events.length - from === 1 ? this.events[from]! : this.events.slice(from).join('')
+  }
+
+  /** lets go of the events (a replay log given up); the feed's count starts again from 0 */
+  clear(): void {
+    this.events.length = 0
+    this.pieces.length = 0
+    this.size = 0
   }
 
   /** places events known to start at `from` (a batch from another instance), ignoring what is already here */
@@ -77,7 +103,7 @@ export class EventFeed {
   /** writes the events from `w.from` on, those here and those to come, until the feed ends or `detach` */
   attach(w: Watcher): void {
     const n = this.events.length
-    if (n > w.from) w.write(n - w.from === 1 ? this.events[w.from]! : this.events.slice(w.from).join(''))
+    if (n > w.from) w.write(this.textFrom(w.from))
     if (this.ended) w.close()
     else this.watching.push(w)
   }

@@ -241,8 +241,6 @@ class HeldRuns<E extends { run: Run; bytes: number }> {
   }
 }
 
-const eventsSize = (run: Run) => run.events.reduce((n, e) => n + e.length, 0)
-
 export function createChatService(deps: ChatServiceDeps) {
   const { conversations, writer, upstream, live, store, presence, logger, metrics } = deps
   const pingIntervalMs = deps.pingIntervalMs ?? 15_000
@@ -331,14 +329,15 @@ export function createChatService(deps: ChatServiceDeps) {
   /** the store command goes out before this returns: commands issued after it reach Redis after it. True once stored */
   function writeLog(run: Run, ttlMs: number): Promise<boolean> {
     const from = run.flushed
-    const batch = run.events.slice(from)
-    if (batch.length === 0) return Promise.resolve(true)
-    run.flushed = from + batch.length
+    const to = run.events.length
+    if (to === from) return Promise.resolve(true)
+    run.flushed = to
     const logKey = keys.chatEvents(run.tenantId, run.requestId)
+    const text = run.textFrom(from)
     // the first write (usually the whole log, at the end) is a SET: much cheaper for Redis than APPEND's script
-    const written = from === 0 ? store.set(logKey, batch.join(''), { ttlMs }) : store.append(logKey, batch.join(''), ttlMs)
+    const written = from === 0 ? store.set(logKey, text, { ttlMs }) : store.append(logKey, text, ttlMs)
     return landed(run, written, 'could not store chat events: a resume on another instance may miss them').then(async (ok) => {
-      if (ok && run.remoteWatchers.size > 0) await publishFeed(run, { from, events: batch })
+      if (ok && run.remoteWatchers.size > 0) await publishFeed(run, { from, events: run.events.slice(from, to) })
       return ok
     })
   }
@@ -680,7 +679,7 @@ export function createChatService(deps: ChatServiceDeps) {
       const context = { request_id: run.requestId }
       logger.warn(context, 'chat stream ending not stored yet: the store is unreachable; trying again')
       // a long outage with many streams ending must not hold them all: past the cap the oldest are let go
-      const entry = { run, bytes: eventsSize(run), dropped: false }
+      const entry = { run, bytes: run.size, dropped: false }
       waiting.add(entry)
       const again = async () => {
         if (entry.dropped) throw new Error('dropped')
@@ -705,7 +704,7 @@ export function createChatService(deps: ChatServiceDeps) {
     // in process, the run is the replay log: kept for the replay TTL, the oldest dropped first past the byte cap
     const expired = (e: { until: number }) => e.until <= now()
     retained.expire(expired)
-    retained.add({ run, bytes: eventsSize(run), until: now() + replayTtlMs })
+    retained.add({ run, bytes: run.size, until: now() + replayTtlMs })
     setTimeout(() => retained.expire(expired), replayTtlMs).unref()
   }
 
@@ -715,7 +714,7 @@ export function createChatService(deps: ChatServiceDeps) {
     const { run } = entry
     const key = runKey(run.tenantId, run.requestId)
     if (runs.get(key) === run) runs.delete(key)
-    run.events.length = 0
+    run.clear()
     logger.error(
       { request_id: run.requestId, waiting_bytes: heldBytes, limit: replayMaxBytes },
       'chat stream ending dropped while waiting for the store (CHAT_REPLAY_MAX_BYTES): other instances cannot replay it',
