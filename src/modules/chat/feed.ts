@@ -23,8 +23,6 @@ export class EventFeed {
   readonly events: string[] = []
   /** the same texts in as few strings as they came in (a read's joined text is one): joined, the whole stream */
   private readonly pieces: string[] = []
-  /** UTF-16 code units of all the events */
-  size = 0
   ended = false
   private readonly watching: Watcher[] = []
 
@@ -33,10 +31,16 @@ export class EventFeed {
     return this.watching.length
   }
 
+  /** UTF-16 code units of all the events */
+  get size(): number {
+    let n = 0
+    for (const piece of this.pieces) n += piece.length
+    return n
+  }
+
   push(text: string): void {
     const id = this.events.push(text) - 1
     this.pieces.push(text)
-    this.size += text.length
     for (const w of this.watching) if (id >= w.from) w.write(text)
   }
 
@@ -52,7 +56,6 @@ export class EventFeed {
       for (const text of texts) {
         this.events.push(text)
         this.pieces.push(text)
-        this.size += text.length
       }
     } else {
       for (let i = 0, at = 0; i < texts.length; i++) {
@@ -61,7 +64,6 @@ export class EventFeed {
         at += n
       }
       this.pieces.push(joined)
-      this.size += joined.length
     }
     for (const w of this.watching) {
       if (w.from <= from) w.write((joined ??= texts.join('')))
@@ -79,7 +81,6 @@ export class EventFeed {
   clear(): void {
     this.events.length = 0
     this.pieces.length = 0
-    this.size = 0
   }
 
   /** places events known to start at `from` (a batch from another instance), ignoring what is already here */
