@@ -44,7 +44,7 @@ export type MessageStatus = (typeof messageStatuses)[number]
 export const messages = pgTable(
   'messages',
   {
-    /** time-ordered (`msg_<uuidv7>`), so (conversation_id, id) orders a conversation and is its cursor */
+    /** time-ordered (`msg_<uuidv7>`), so (tenant_id, conversation_id, id) orders a conversation and is its cursor */
     id: text('id').primaryKey(),
     tenantId: text('tenant_id').notNull(),
     conversationId: text('conversation_id').notNull(),
@@ -70,10 +70,11 @@ export const messages = pgTable(
       columns: [t.tenantId, t.conversationId],
       foreignColumns: [conversations.tenantId, conversations.id],
     }).onDelete('cascade'),
-    // cursor pagination inside a conversation; also serves the cascade delete
-    index('messages_conversation_id_idx').on(t.conversationId, t.id),
-    // tenant-wide scans (stats, usage per day)
-    index('messages_tenant_created_idx').on(t.tenantId, t.createdAt),
+    // A conversation's messages in order (history, cursor pages, the lost-answer sweep's probe, the cascade
+    // delete) and a tenant's count, from one index. With a second index on tenant_id, a planner without
+    // statistics (PGlite before its first ANALYZE, Postgres without autovacuum) ANDs the two, reading every
+    // message of the tenant to find one conversation's.
+    index('messages_conversation_idx').on(t.tenantId, t.conversationId, t.id),
     oneOf('messages_role_check', t.role, messageRoles),
     oneOf('messages_modality_check', t.modality, messageModalities),
     oneOf('messages_status_check', t.status, messageStatuses),

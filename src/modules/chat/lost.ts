@@ -91,7 +91,8 @@ export function relayedAnswer(log: string | null): { content: string; references
   return { content, references }
 }
 
-const UNANSWERED = `
+/** the questions of an id range without an answer after them (one index probe each: test/db/message-index.test.ts) */
+export const UNANSWERED = `
     select q.id, q.tenant_id, q.conversation_id, q.user_id, q.request_id
     from messages q
     where q.id >= $1 and q.id < $2 and q.role = 'user' and q.request_id is not null
