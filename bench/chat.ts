@@ -11,7 +11,8 @@
  *   bun bench/chat.ts [--paced-streams 500] [--paced-chunks 50] [--delay-ms 20]
  *                     [--streams 200] [--chunks 200] [--rounds 3] [--warmup 5] [--warmup-max 60] [--no-embedded]
  *   BENCH_DATABASE_URL=postgres://… BENCH_REDIS_URL=redis://… adds the gateway on Postgres + Redis
- *   BENCH_COMPARE_ROOT=<another checkout> adds that checkout's gateway, embedded and on Postgres + Redis (an A/B in one run)
+ *   BENCH_COMPARE_ROOT=<another checkout> adds that checkout's gateway, embedded and on Postgres + Redis (an A/B in one run);
+ *   BENCH_COMPARE_DATABASE_URL gives it its own database (needed when the two differ in schema: one database has one)
  *
  * Both scenarios run `--rounds` times, the targets in rotating order; each target's median round is reported.
  *
@@ -107,7 +108,10 @@ try {
   const deployed = { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv, databaseUrl: process.env.BENCH_DATABASE_URL, redisUrl: process.env.BENCH_REDIS_URL }
   if (deployed.databaseUrl && deployed.redisUrl) {
     gateways.push(await startGateway('gateway (Postgres + Redis)', deployed))
-    if (compareRoot) gateways.push(await startGateway(`gateway (Postgres + Redis) from ${compareRoot}`, { ...deployed, root: compareRoot }))
+    if (compareRoot) {
+      const databaseUrl = process.env.BENCH_COMPARE_DATABASE_URL ?? deployed.databaseUrl
+      gateways.push(await startGateway(`gateway (Postgres + Redis) from ${compareRoot}`, { ...deployed, databaseUrl, root: compareRoot }))
+    }
     for (const p of GATEWAY_PARTS) {
       gateways.push(await startGateway(`gateway parts: ${p}`, { ...deployed, script: 'bench/targets/gateway-parts.ts', env: { ...commonEnv, GATEWAY_PARTS: p } }))
     }
