@@ -21,7 +21,7 @@
  * The gateway runs on its embedded defaults: PGlite in a temporary DATA_DIR and the in-memory store.
  */
 import { parseArgs } from 'node:util'
-import { benchRun, cpuMicros, jitMicros, machine, percentile, RAISED_QUOTAS, rssKb, serverCpu, cpuSince, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
+import { benchRun, cpuMicros, jitMicros, machine, percentile, procTimes, RAISED_QUOTAS, rssKb, serverCpu, cpuSince, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const MAX_HTTP_REQUESTS = '4096'
 if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== MAX_HTTP_REQUESTS) {
@@ -263,6 +263,9 @@ interface Run {
   bytes: number
   errors: string[]
   targetCpuUs: number
+  /** of targetCpuUs, in the kernel (page faults, madvise, socket calls) */
+  targetSystemUs: number
+  targetMinorFaults: number
   simulatorCpuUs: number
   clientCpuUs: number
   /** every Postgres and Redis server process on the host */
@@ -283,13 +286,13 @@ async function run(s: Subject, streams: number, chunks: number, delayMs: number)
       await Bun.sleep(10)
     }
   })()
-  const [cpu0, sim0, servers0] = await Promise.all([cpuMicros(s.pid), cpuMicros(simulator.pid), serverCpu()])
+  const [cpu0, sim0, servers0] = await Promise.all([procTimes(s.pid), cpuMicros(simulator.pid), serverCpu()])
   const client0 = process.cpuUsage()
   const t0 = performance.now()
   const results = await Promise.all(Array.from({ length: streams }, (_, i) => readOne(s, message, i, chunks)))
   const wallS = (performance.now() - t0) / 1000
   const client = process.cpuUsage(client0)
-  const [cpu1, sim1, servers1] = await Promise.all([cpuMicros(s.pid), cpuMicros(simulator.pid), serverCpu()])
+  const [cpu1, sim1, servers1] = await Promise.all([procTimes(s.pid), cpuMicros(simulator.pid), serverCpu()])
   sampling = false
   await sampler
   rssPeakKb = Math.max(rssPeakKb, await rssKb(s.pid))
@@ -304,7 +307,9 @@ async function run(s: Subject, streams: number, chunks: number, delayMs: number)
     reads: results.reduce((n, r) => n + r.reads, 0),
     bytes: results.reduce((n, r) => n + r.bytes, 0),
     errors: results.flatMap((r) => (r.error ? [r.error] : [])),
-    targetCpuUs: cpu1 - cpu0,
+    targetCpuUs: cpu1.userUs + cpu1.systemUs - cpu0.userUs - cpu0.systemUs,
+    targetSystemUs: cpu1.systemUs - cpu0.systemUs,
+    targetMinorFaults: cpu1.minorFaults - cpu0.minorFaults,
     simulatorCpuUs: sim1 - sim0,
     clientCpuUs: client.user + client.system,
     serverCpuUs: cpuSince(servers0, servers1),
@@ -453,10 +458,10 @@ for (const s of subjects.filter((x) => x.name.startsWith('gateway') || x.name.st
   }
 }
 console.log('\nWho used the CPU (2 cores shared by all processes):\n')
-console.log('| target | scenario | wall s | events | target CPU s | simulator CPU s | client CPU s | Postgres + Redis CPU s | cores busy | RSS before → peak MB | client reads/stream | bytes/event | errors |')
-console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+console.log('| target | scenario | wall s | events | target CPU s | of it system s | target minor faults | simulator CPU s | client CPU s | Postgres + Redis CPU s | cores busy | RSS before → peak MB | client reads/stream | bytes/event | errors |')
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
 for (const { target, scenario, r } of rows) {
-  const own = target === 'simulator direct' ? '(= simulator)' : (r.targetCpuUs / 1e6).toFixed(2)
+  const own = target === 'simulator direct' ? '(= simulator) | — | —' : `${(r.targetCpuUs / 1e6).toFixed(2)} | ${(r.targetSystemUs / 1e6).toFixed(2)} | ${f0(r.targetMinorFaults)}`
   console.log(
     `| ${target} | ${scenario} | ${r.wallS.toFixed(2)} | ${f0(r.events)} | ${own} | ${(r.simulatorCpuUs / 1e6).toFixed(2)} | ` +
       `${(r.clientCpuUs / 1e6).toFixed(2)} | ${(r.serverCpuUs / 1e6).toFixed(2)} | ${f1(hostCpuUs(r, target) / 1e6 / r.wallS)} | ${(r.rssBeforeKb / 1024).toFixed(0)} → ${(r.rssPeakKb / 1024).toFixed(0)} | ${f1(r.reads / r.streams)} | ${f0(r.bytes / Math.max(1, r.events))} | ${r.errors.length} |`,

@@ -125,12 +125,18 @@ export function machine(): string {
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
 export const CLK_TCK = Number(Bun.spawnSync(['getconf', 'CLK_TCK']).stdout.toString().trim()) || 100
 
+/** A process's user and system CPU so far in microseconds (resolution 1/CLK_TCK s) and its minor page faults, from /proc/<pid>/stat. */
+export async function procTimes(pid: number): Promise<{ userUs: number; systemUs: number; minorFaults: number }> {
+  const stat = await Bun.file(`/proc/${pid}/stat`).text()
+  // fields after the ")" that closes the command name: state is the 1st there, minflt the 8th, utime the 12th, stime the 13th
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return { userUs: (Number(fields[11]) / CLK_TCK) * 1e6, systemUs: (Number(fields[12]) / CLK_TCK) * 1e6, minorFaults: Number(fields[7]) }
+}
+
 /** utime + stime of a process in microseconds, from /proc/<pid>/stat (resolution 1/CLK_TCK s). */
 export async function cpuMicros(pid: number): Promise<number> {
-  const stat = await Bun.file(`/proc/${pid}/stat`).text()
-  // fields after the ")" that closes the command name: state is the 1st there, utime the 12th, stime the 13th
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return ((Number(fields[11]) + Number(fields[12])) / CLK_TCK) * 1e6
+  const t = await procTimes(pid)
+  return t.userUs + t.systemUs
 }
 
 /**

@@ -6,8 +6,9 @@
  * sweep after a start (a day of questions, a probe each) took minutes, holding PGlite — the gateway's event loop.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { bootstrap, migrate, openDatabase, rawQuery, type DatabaseHandle } from '../../src/db'
+import { migrate, openDatabase, rawQuery, type DatabaseHandle } from '../../src/db'
 import { idAt, UNANSWERED } from '../../src/modules/chat/lost'
+import { answeredConversations, explained, FIRST_PAGE, HISTORY } from '../helpers/answered'
 import { ci, createThrowawayDatabase, hasPostgres } from '../helpers/services'
 
 if (ci && !hasPostgres) throw new Error('message-index.test needs Postgres under CI=true')
@@ -15,17 +16,12 @@ if (ci && !hasPostgres) throw new Error('message-index.test needs Postgres under
 /** answered questions, each in its own conversation of one tenant */
 const CONVERSATIONS = 20_000
 
-/** shared buffers (pages) the statement touched, from EXPLAIN (ANALYZE, BUFFERS) */
-async function pagesRead(db: DatabaseHandle, text: string, params: unknown[]): Promise<number> {
-  const [row] = await rawQuery<Record<string, unknown>>(db, `explain (analyze, buffers, format json) ${text}`, params)
-  const raw = Object.values(row!)[0]
-  const plan = (typeof raw === 'string' ? JSON.parse(raw) : raw) as Array<{ Plan: Record<string, number> }>
-  return plan[0]!.Plan['Shared Hit Blocks']! + plan[0]!.Plan['Shared Read Blocks']!
-}
+const pagesRead = async (db: DatabaseHandle, text: string, params: unknown[]) => (await explained(db, text, params)).pages
 
 function suite(open: () => Promise<{ url?: string; drop?: () => Promise<void> }>) {
   let db: DatabaseHandle
   let drop: (() => Promise<void>) | undefined
+  let conversation: string
   const firstMs = Date.now() - 3_600_000
 
   beforeAll(async () => {
@@ -33,19 +29,7 @@ function suite(open: () => Promise<{ url?: string; drop?: () => Promise<void> }>
     drop = target.drop
     db = await openDatabase({ url: target.url, dataDir: '/nonexistent', pgliteVacuumIntervalMs: 0 })
     await migrate(db)
-    await bootstrap(db.db, { adminEmail: 'admin@example.com', adminPassword: 'index-test-password', allowSignupDefault: false })
-    const [admin] = await rawQuery<{ id: string }>(db, `select id from users where tenant_id = 'default' limit 1`, [])
-    // ids as the gateway makes them: msg_<ms in hex>…, the answer a millisecond after its question
-    const id = (prefix: string, ms: string, g: string) => `'${prefix}_' || lpad(to_hex(${ms}), 12, '0') || '7' || lpad(to_hex(${g}), 19, '0')`
-    await rawQuery(db, `insert into conversations (id, tenant_id, user_id, title) select ${id('conv', '$1::bigint + g', 'g')}, 'default', $2, 't' from generate_series(1, $3) g`, [firstMs, admin!.id, CONVERSATIONS])
-    await rawQuery(
-      db,
-      `insert into messages (id, tenant_id, conversation_id, user_id, role, content, request_id)
-       select ${id('msg', '$1::bigint + 2 * g', 'g')}, 'default', ${id('conv', '$1::bigint + g', 'g')}, $2, 'user', 'why?', 'req-' || g from generate_series(1, $3) g
-       union all
-       select ${id('msg', '$1::bigint + 2 * g + 1', 'g')}, 'default', ${id('conv', '$1::bigint + g', 'g')}, $2, 'assistant', 'because', 'req-' || g from generate_series(1, $3) g`,
-      [firstMs, admin!.id, CONVERSATIONS],
-    )
+    conversation = await answeredConversations(db, CONVERSATIONS, firstMs)
   }, 120_000)
   afterAll(async () => {
     await db?.close()
@@ -53,12 +37,9 @@ function suite(open: () => Promise<{ url?: string; drop?: () => Promise<void> }>
   })
 
   test('a conversation\'s newest messages (the history sent upstream each turn) and its first page read a few pages, not the tenant\'s', async () => {
-    const [{ id: conversation }] = await rawQuery<{ id: string }>(db, `select id from conversations order by id offset $1 limit 1`, [CONVERSATIONS / 2]) as [{ id: string }]
-    const history = `select role, content from messages where tenant_id = 'default' and conversation_id = $1 and content <> '' order by id desc limit 20`
-    const page = `select * from messages where tenant_id = 'default' and conversation_id = $1 order by id asc limit 51`
     // 5 or 6 pages; ANDed with the tenant's index, ~40 here, and growing with the tenant
-    expect(await pagesRead(db, history, [conversation])).toBeLessThan(12)
-    expect(await pagesRead(db, page, [conversation])).toBeLessThan(12)
+    expect(await pagesRead(db, HISTORY, [conversation])).toBeLessThan(12)
+    expect(await pagesRead(db, FIRST_PAGE, [conversation])).toBeLessThan(12)
   })
 
   test('the lost-answer sweep over a day of answered questions: a few pages per question, and none found', async () => {
