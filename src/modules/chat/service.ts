@@ -221,6 +221,10 @@ class HeldRuns<E extends { run: Run; bytes: number }> {
     while (this.bytes > this.cap) this.evict(this.entries[0]!)
   }
 
+  get oldest(): E | undefined {
+    return this.entries[0]
+  }
+
   /** lets go of the oldest while `over` says so */
   expire(over: (entry: E) => boolean): void {
     while (this.entries.length > 0 && over(this.entries[0]!)) this.evict(this.entries[0]!)
@@ -702,10 +706,23 @@ export function createChatService(deps: ChatServiceDeps) {
     }
     await releaseConcurrent(run)
     // in process, the run is the replay log: kept for the replay TTL, the oldest dropped first past the byte cap
-    const expired = (e: { until: number }) => e.until <= now()
     retained.expire(expired)
     retained.add({ run, bytes: run.size, until: now() + replayTtlMs })
-    setTimeout(() => retained.expire(expired), replayTtlMs).unref()
+    expireLater()
+  }
+
+  const expired = (e: { until: number }) => e.until <= now()
+  /** one timer for all the runs kept for replay, due when the oldest expires (they are kept in the order they expire) */
+  let expiryTimer: ReturnType<typeof setTimeout> | undefined
+  function expireLater(): void {
+    const oldest = retained.oldest
+    if (expiryTimer || !oldest) return
+    expiryTimer = setTimeout(() => {
+      expiryTimer = undefined
+      retained.expire(expired)
+      expireLater()
+    }, Math.max(1, oldest.until - now()))
+    expiryTimer.unref()
   }
 
   /** an ending waiting for the store, given up to free its memory: no other instance will replay that stream */
