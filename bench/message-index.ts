@@ -4,7 +4,7 @@
  * and tenant_id, created_at), on a planner without statistics (PGlite before its first ANALYZE; a Postgres
  * without autovacuum). One tenant, N conversations of an answered question; the sweep's query
  * (src/modules/chat/lost.ts) over all of them, then a conversation's newest messages (the history sent upstream
- * each turn) and its first page. Each statement's execution time and the pages it touched, from EXPLAIN (ANALYZE,
+ * each turn) and its first page, as the conversations service builds them. Each statement's execution time and the pages it touched, from EXPLAIN (ANALYZE,
  * BUFFERS): median of 50 runs after 50 unmeasured (the sweep: of 2 after 2).
  *
  *   bun bench/message-index.ts [--conversations 8000]
@@ -13,7 +13,9 @@
 import { parseArgs } from 'node:util'
 import { migrate, openDatabase, rawQuery, type DatabaseHandle } from '../src/db'
 import { idAt, UNANSWERED } from '../src/modules/chat/lost'
-import { answeredConversations, explained, FIRST_PAGE, HISTORY } from '../test/helpers/answered'
+import { HISTORY_TURNS } from '../src/modules/chat/service'
+import { latestTurns, messagesPage } from '../src/modules/conversations/service'
+import { answeredConversations, explained, statement } from '../test/helpers/answered'
 import { machine } from './lib'
 
 const { values: args } = parseArgs({ options: { conversations: { type: 'string', default: '8000' } } })
@@ -26,7 +28,7 @@ const BEFORE = [
 ]
 
 /** median by execution time of `times` runs after as many unmeasured */
-async function executed(db: DatabaseHandle, text: string, params: unknown[], times: number): Promise<{ ms: number; pages: number }> {
+async function executed(db: DatabaseHandle, [text, params]: [string, unknown[]], times: number): Promise<{ ms: number; pages: number }> {
   const runs: Array<{ ms: number; pages: number }> = []
   for (let i = 0; i < 2 * times; i++) {
     const run = await explained(db, text, params)
@@ -45,9 +47,10 @@ async function measure(driver: string, url: string | undefined, schema: 'one ind
     const firstMs = Date.now() - 3_600_000
     const conversation = await answeredConversations(db, N, firstMs)
     const range = [idAt(firstMs - 24 * 3_600_000), idAt(Date.now())]
-    const sweep = await executed(db, UNANSWERED, range, 2)
-    const history = await executed(db, HISTORY, [conversation], 50)
-    const page = await executed(db, FIRST_PAGE, [conversation], 50)
+    const sweep = await executed(db, [UNANSWERED, range], 2)
+    const c = { id: conversation, tenantId: 'default' }
+    const history = await executed(db, statement(latestTurns(db.db, c, HISTORY_TURNS)), 50)
+    const page = await executed(db, statement(messagesPage(db.db, c, undefined, 21)), 50)
     const cell = (r: { ms: number; pages: number }, digits: number) => `${r.ms.toFixed(digits)} ms, ${r.pages.toLocaleString('en-US')} pages`
     console.log(`| ${driver} | ${schema} | ${N.toLocaleString('en-US')} | ${cell(sweep, 0)} | ${cell(history, 3)} | ${cell(page, 3)} |`)
   } finally {

@@ -8,7 +8,9 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { migrate, openDatabase, rawQuery, type DatabaseHandle } from '../../src/db'
 import { idAt, UNANSWERED } from '../../src/modules/chat/lost'
-import { answeredConversations, explained, FIRST_PAGE, HISTORY } from '../helpers/answered'
+import { HISTORY_TURNS } from '../../src/modules/chat/service'
+import { latestTurns, messagesPage } from '../../src/modules/conversations/service'
+import { answeredConversations, explained, statement } from '../helpers/answered'
 import { ci, createThrowawayDatabase, hasPostgres } from '../helpers/services'
 
 if (ci && !hasPostgres) throw new Error('message-index.test needs Postgres under CI=true')
@@ -16,7 +18,7 @@ if (ci && !hasPostgres) throw new Error('message-index.test needs Postgres under
 /** answered questions, each in its own conversation of one tenant */
 const CONVERSATIONS = 20_000
 
-const pagesRead = async (db: DatabaseHandle, text: string, params: unknown[]) => (await explained(db, text, params)).pages
+const pagesRead = async (db: DatabaseHandle, [text, params]: [string, unknown[]]) => (await explained(db, text, params)).pages
 
 function suite(open: () => Promise<{ url?: string; drop?: () => Promise<void> }>) {
   let db: DatabaseHandle
@@ -36,17 +38,18 @@ function suite(open: () => Promise<{ url?: string; drop?: () => Promise<void> }>
     await drop?.()
   })
 
-  test('a conversation\'s newest messages (the history sent upstream each turn) and its first page read a few pages, not the tenant\'s', async () => {
+  test('a conversation\'s newest messages (the history sent upstream each turn) and its first page, as the services read them, touch a few pages, not the tenant\'s', async () => {
     // 5 or 6 pages; ANDed with the tenant's index, ~40 here, and growing with the tenant
-    expect(await pagesRead(db, HISTORY, [conversation])).toBeLessThan(12)
-    expect(await pagesRead(db, FIRST_PAGE, [conversation])).toBeLessThan(12)
+    const c = { id: conversation, tenantId: 'default' }
+    expect(await pagesRead(db, statement(latestTurns(db.db, c, HISTORY_TURNS)))).toBeLessThan(12)
+    expect(await pagesRead(db, statement(messagesPage(db.db, c, undefined, 21)))).toBeLessThan(12)
   })
 
   test('the lost-answer sweep over a day of answered questions: a few pages per question, and none found', async () => {
     const range = [idAt(firstMs - 24 * 3_600_000), idAt(Date.now())]
     expect(await rawQuery(db, UNANSWERED, range)).toEqual([])
     // ~4 pages a question (150 ms); ANDed with the tenant's index, 37 a question and 20–30 s here, growing with the tenant
-    expect(await pagesRead(db, UNANSWERED, range)).toBeLessThan(CONVERSATIONS * 6)
+    expect(await pagesRead(db, [UNANSWERED, range])).toBeLessThan(CONVERSATIONS * 6)
   }, 60_000)
 }
 

@@ -35,6 +35,8 @@ export async function explained(db: DatabaseHandle, text: string, params: unknow
   return { ms: plan!['Execution Time'], pages: plan!.Plan['Shared Hit Blocks']! + plan!.Plan['Shared Read Blocks']! }
 }
 
-/** a conversation's newest messages (the history sent upstream each turn) and its first page, in the shape src/modules/conversations/service.ts reads them */
-export const HISTORY = `select role, content from messages where tenant_id = 'default' and conversation_id = $1 and content <> '' order by id desc limit 20`
-export const FIRST_PAGE = `select * from messages where tenant_id = 'default' and conversation_id = $1 order by id asc limit 51`
+/** a Drizzle query's text and parameters, for `explained` */
+export function statement(query: { toSQL(): { sql: string; params: unknown[] } }): [string, unknown[]] {
+  const { sql, params } = query.toSQL()
+  return [sql, params]
+}

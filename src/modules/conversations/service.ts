@@ -77,6 +77,26 @@ function checkCreate(caller: Caller) {
   if (!decide(caller.subject, 'conversation:write', { ownerId: caller.userId }).allowed) throw authErrors.permissionDenied('conversation:write')
 }
 
+/** a conversation's messages after `cursor`, oldest first (the statement is also read by test/db/message-index.test.ts) */
+export function messagesPage(db: Database, conversation: Pick<ConversationRef, 'id' | 'tenantId'>, cursor: string | undefined, limit: number) {
+  return db
+    .select()
+    .from(messages)
+    .where(and(eq(messages.tenantId, conversation.tenantId), eq(messages.conversationId, conversation.id), cursor ? gt(messages.id, cursor) : undefined))
+    .orderBy(asc(messages.id))
+    .limit(limit)
+}
+
+/** a conversation's last `turns` messages with content, newest first (the history sent upstream with a new question) */
+export function latestTurns(db: Database, conversation: Pick<ConversationRef, 'id' | 'tenantId'>, turns: number) {
+  return db
+    .select({ role: messages.role, content: messages.content })
+    .from(messages)
+    .where(and(eq(messages.tenantId, conversation.tenantId), eq(messages.conversationId, conversation.id), ne(messages.content, '')))
+    .orderBy(desc(messages.id))
+    .limit(turns)
+}
+
 export function createConversationService({ db }: { db: Database }) {
   const inTenant = (tenantId: string, id: string) => and(eq(conversations.tenantId, tenantId), eq(conversations.id, id))
 
@@ -194,12 +214,7 @@ export function createConversationService({ db }: { db: Database }) {
     /** oldest first; message ids are time-ordered, so the last id is the cursor */
     async messages(caller: Caller, id: string, page: PageRequest) {
       const row = await authorize(caller, id, 'read')
-      const rows = await db
-        .select()
-        .from(messages)
-        .where(and(eq(messages.tenantId, row.tenantId), eq(messages.conversationId, row.id), page.cursor ? gt(messages.id, page.cursor) : undefined))
-        .orderBy(asc(messages.id))
-        .limit(page.limit + 1)
+      const rows = await messagesPage(db, row, page.cursor, page.limit + 1)
       const items = rows.slice(0, page.limit)
       return { items: items.map(messageView), next_cursor: rows.length > page.limit ? items.at(-1)!.id : null }
     },
@@ -214,13 +229,7 @@ export function createConversationService({ db }: { db: Database }) {
     /** the last `turns` messages with content, oldest first: the prior turns sent upstream with a new question */
     async history(conversation: Pick<ConversationRef, 'id' | 'tenantId'>, turns: number): Promise<Array<{ role: MessageRole; content: string }>> {
       if (turns <= 0) return []
-      const rows = await db
-        .select({ role: messages.role, content: messages.content })
-        .from(messages)
-        .where(and(eq(messages.tenantId, conversation.tenantId), eq(messages.conversationId, conversation.id), ne(messages.content, '')))
-        .orderBy(desc(messages.id))
-        .limit(turns)
-      return rows.reverse()
+      return (await latestTurns(db, conversation, turns)).reverse()
     },
   }
 }
