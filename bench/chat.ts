@@ -2,6 +2,8 @@
  * Chat streaming (issue 4): the gateway's `POST /api/v2/chat/stream` against the algorithm simulator read
  * directly and against a bare `Bun.serve` relay of the same protocol (bench/targets/bare-relay.ts), same run,
  * loopback. The simulator, the relay and the gateway each run in their own process; this process is the client.
+ * The gateway and the relay are launched with the runtime settings of `npm start` (package.json); a second relay
+ * on Bun's defaults shows what those are worth to a plain relay.
  *
  * Scenarios, each against the three targets in turn:
  * - paced: 500 concurrent streams, one line every 20 ms → time to first `generation_chunk`, zero lost or
@@ -21,6 +23,7 @@
  * The gateway runs on its embedded defaults: PGlite in a temporary DATA_DIR and the in-memory store.
  */
 import { parseArgs } from 'node:util'
+import { startScriptEnv } from '../test/helpers/runtime-env'
 import { benchRun, cpuMicros, jitMicros, machine, percentile, procTimes, RAISED_QUOTAS, rssKb, serverCpu, cpuSince, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const MAX_HTTP_REQUESTS = '4096'
@@ -73,6 +76,10 @@ const EXTRA_LINES = 5
 const scope = benchRun('vh-bench-chat-')
 const { stopAll } = scope
 const commonEnv = { BUN_CONFIG_MAX_HTTP_REQUESTS: MAX_HTTP_REQUESTS }
+/** what `npm start` sets before Bun starts (the fetch limit, how long freed memory is kept for reuse) */
+const runtimeEnv = { ...startScriptEnv(), ...commonEnv }
+const RELAY = 'bare Bun.serve relay'
+const DEFAULTS_RELAY = 'bare Bun.serve relay (Bun defaults)'
 
 // ---- targets
 
@@ -91,11 +98,13 @@ let simulator: Target
 try {
   simulator = await startSimulatorProcess()
   scope.keep(simulator)
-  const relay = await spawnTarget('bare relay', 'bench/targets/bare-relay.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url })
-  scope.keep(relay)
+  // the yardstick runs with the runtime settings the gateway is launched with (npm start); a second copy on Bun's
+  // defaults shows what those settings are worth to a plain relay
+  const relay = scope.keep(await spawnTarget('bare relay', 'bench/targets/bare-relay.ts', { ...runtimeEnv, ALGO_SERVICE_URL: simulator.url }))
+  const defaultsRelay = scope.keep(await spawnTarget('bare relay, Bun defaults', 'bench/targets/bare-relay.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url }))
   const variants: Target[] = []
   for (const v of VARIANTS) {
-    variants.push(scope.keep(await spawnTarget(`relay + ${v}`, 'bench/targets/relay-variants.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url, RELAY_VARIANT: v })))
+    variants.push(scope.keep(await spawnTarget(`relay + ${v}`, 'bench/targets/relay-variants.ts', { ...runtimeEnv, ALGO_SERVICE_URL: simulator.url, RELAY_VARIANT: v })))
   }
   const gateways: Array<{ target: Target; token: string }> = []
   if (!args['no-embedded']) gateways.push(await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv }))
@@ -128,14 +137,14 @@ try {
       headers: json,
       body: (message, i) => JSON.stringify({ messages: [{ role: 'user', content: message }], request_id: `bench_${i}` }),
     },
-    {
-      name: 'bare Bun.serve relay',
-      pid: relay.pid,
+    ...[relay, defaultsRelay].map((target, i): Subject => ({
+      name: i === 0 ? RELAY : DEFAULTS_RELAY,
+      pid: target.pid,
       kind: 'sse',
-      url: `${relay.url}/api/v2/chat/stream`,
+      url: `${target.url}/api/v2/chat/stream`,
       headers: json,
       body: (message) => JSON.stringify({ message }),
-    },
+    })),
     ...variants.map((target): Subject => ({
       name: target.name,
       pid: target.pid,
@@ -404,7 +413,6 @@ for (const { target, scenario, r, chunksPerS } of rows) {
   )
 }
 const rowOf = (target: string, kind: string) => rows.find((r) => r.target === target && r.scenario.startsWith(kind))
-const relayName = 'bare Bun.serve relay'
 const growth = (r: Run) => (r.rssPeakKb - r.rssBeforeKb) / r.streams
 /** the CPU every process of the run used: target, simulator, client, Postgres and Redis */
 function hostCpuUs(r: Run, target: string): number {
@@ -412,41 +420,46 @@ function hostCpuUs(r: Run, target: string): number {
 }
 console.log('\nAgainst the bare relay, same run (issue 4 targets in brackets; in parentheses the ratio taken round by round, median and range):\n')
 const mark = (ok: boolean) => (ok ? 'met' : 'NOT met')
-/** the ratio of a target's round to the relay's round of the same index (the rounds interleave in time) */
-function perRound(runs: Map<string, Run[]>, name: string, metric: (r: Run) => number, show: (x: number) => string): string {
+/** the ratio of a target's round to the yardstick's round of the same index (the rounds interleave in time) */
+function perRound(runs: Map<string, Run[]>, name: string, yardstick: string, metric: (r: Run) => number, show: (x: number) => string): string {
   const mine = runs.get(name) ?? []
-  const relays = runs.get(relayName) ?? []
+  const relays = runs.get(yardstick) ?? []
   const ratios = mine.map((r, i) => metric(r) / metric(relays[i]!)).filter(Number.isFinite).sort((a, b) => a - b)
   if (ratios.length < 2) return ''
   return ` (${show(median(ratios))}, ${show(ratios[0]!)}–${show(ratios.at(-1)!)})`
 }
 const pct = (x: number) => `${(x * 100).toFixed(0)}%`
 const times = (x: number) => `×${x.toFixed(2)}`
-for (const s of subjects.filter((x) => x.name.startsWith('gateway') || x.name.startsWith('relay +'))) {
+/** the issue's targets for one target against one yardstick */
+function verdicts(name: string, yardstick: string): string[] {
   const said: string[] = []
-  const [tpRow, tpRelay] = [rowOf(s.name, 'throughput'), rowOf(relayName, 'throughput')]
+  const [tpRow, tpRelay] = [rowOf(name, 'throughput'), rowOf(yardstick, 'throughput')]
   if (tpRow && tpRelay) {
     const tp = tpRow.chunksPerS / tpRelay.chunksPerS
-    const rounds = perRound(throughput, s.name, (r) => r.chunks / r.wallS, pct)
-    said.push(`throughput ${(tp * 100).toFixed(0)}% of the relay${rounds} [≥ 80%: ${mark(tp >= 0.8)}]`)
+    said.push(`throughput ${pct(tp)}${perRound(throughput, name, yardstick, (r) => r.chunks / r.wallS, pct)} [≥ 80%: ${mark(tp >= 0.8)}]`)
   }
-  const [pRow, pRelay] = [rowOf(s.name, 'paced'), rowOf(relayName, 'paced')]
+  const [pRow, pRelay] = [rowOf(name, 'paced'), rowOf(yardstick, 'paced')]
   if (pRow && pRelay) {
     const ttfc = percentile(pRow.r.ttfc, 0.99) / percentile(pRelay.r.ttfc, 0.99)
     const rss = growth(pRow.r) / growth(pRelay.r)
     const lost = pRow.r.lost + pRow.r.reordered
     said.push(
-      `paced TTFC p99 ×${ttfc.toFixed(2)}${perRound(paced, s.name, (r) => percentile(r.ttfc, 0.99), times)} [≤ 1.25: ${mark(ttfc <= 1.25)}]`,
-      `RSS growth per stream ×${rss.toFixed(2)}${perRound(paced, s.name, growth, times)} [≤ 1.25: ${mark(rss <= 1.25)}]`,
+      `paced TTFC p99 ${times(ttfc)}${perRound(paced, name, yardstick, (r) => percentile(r.ttfc, 0.99), times)} [≤ 1.25: ${mark(ttfc <= 1.25)}]`,
+      `RSS growth per stream ${times(rss)}${perRound(paced, name, yardstick, growth, times)} [≤ 1.25: ${mark(rss <= 1.25)}]`,
       `lost/reordered ${lost} [0: ${mark(lost === 0)}]`,
     )
   }
-  console.log(`- ${s.name}: ${said.join('; ')}`)
+  return said
+}
+for (const s of subjects.filter((x) => x.name.startsWith('gateway') || x.name.startsWith('relay +'))) {
+  console.log(`- ${s.name}: ${verdicts(s.name, RELAY).join('; ')}`)
+  console.log(`  - against the relay on Bun's defaults: ${verdicts(s.name, DEFAULTS_RELAY).join('; ')}`)
   // With the cores as busy in both runs, a burst lasts as long as the host's CPU work takes: the ratio asked for
   // bounds what the gateway process may use once the other processes of its run (its Postgres and Redis too) are
   // counted, which says whether the target is within reach of any gateway doing more work than the relay.
+  const [tpRow, tpRelay] = [rowOf(s.name, 'throughput'), rowOf(RELAY, 'throughput')]
   if (tpRow && tpRelay) {
-    const relayHost = hostCpuUs(tpRelay.r, relayName)
+    const relayHost = hostCpuUs(tpRelay.r, RELAY)
     const others = hostCpuUs(tpRow.r, s.name) - tpRow.r.targetCpuUs
     const budget = relayHost / 0.8 - others
     console.log(

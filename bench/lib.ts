@@ -2,6 +2,7 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { startScriptEnv } from '../test/helpers/runtime-env'
 
 export const ROOT = resolve(import.meta.dir, '..')
 
@@ -287,8 +288,8 @@ async function adminTokenWithQuotas(url: string, password: string, quotas: Recor
 const BENCH_PASSWORD = 'bench-password-123'
 
 /**
- * The gateway (`src/index.ts`) in its own process against `algoUrl`: on its embedded defaults (PGlite in
- * `dataDir`, in-process store) unless `databaseUrl` and `redisUrl` are given; logged in as the bootstrap admin
+ * The gateway (`src/index.ts`) in its own process, with the settings of `npm start`, against `algoUrl`: on its
+ * embedded defaults (PGlite in `dataDir`, in-process store) unless `databaseUrl` and `redisUrl` are given; logged in as the bootstrap admin
  * with the `default` tenant's `quotas` set. Returns the target and the admin's access token.
  */
 export async function startGateway(
@@ -296,6 +297,8 @@ export async function startGateway(
   opts: { algoUrl: string; dataDir: string; quotas: Record<string, number>; databaseUrl?: string; redisUrl?: string; env?: Record<string, string>; root?: string; script?: string },
 ): Promise<{ target: Target; token: string }> {
   const target = await spawnTarget(name, opts.script ?? 'src/index.ts', {
+    // the settings `npm start` launches that checkout with
+    ...startScriptEnv(opts.root),
     ...opts.env,
     ALGO_SERVICE_URL: opts.algoUrl,
     LOG_LEVEL: 'warn',
