@@ -23,6 +23,7 @@
  * The gateway runs on its embedded defaults (PGlite in a temporary DATA_DIR, in-memory store).
  */
 import { parseArgs } from 'node:util'
+import { startScriptEnv } from '../test/helpers/runtime-env'
 import { benchRun, cpuMicros, machine, machineBusyMicros, percentile, rssKb, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const { values: args } = parseArgs({
@@ -86,7 +87,7 @@ let runTag = 0
 try {
   simulator = await startSimulatorProcess()
   scope.keep(simulator)
-  const relay = await spawnTarget('bare voice relay', 'bench/targets/bare-voice-relay.ts', { ALGO_SERVICE_URL: simulator.url })
+  const relay = await spawnTarget('bare voice relay', 'bench/targets/bare-voice-relay.ts', { ...startScriptEnv(), ALGO_SERVICE_URL: simulator.url }) // the gateway's runtime settings (npm start)
   scope.keep(relay)
   const quotas = {
     concurrent_voice_sessions: 0,
