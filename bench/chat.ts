@@ -100,8 +100,10 @@ try {
   scope.keep(simulator)
   // the yardstick runs with the runtime settings the gateway is launched with (npm start); a second copy on Bun's
   // defaults shows what those settings are worth to a plain relay
-  const relay = scope.keep(await spawnTarget('bare relay', 'bench/targets/bare-relay.ts', { ...runtimeEnv, ALGO_SERVICE_URL: simulator.url }))
-  const defaultsRelay = scope.keep(await spawnTarget('bare relay, Bun defaults', 'bench/targets/bare-relay.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url }))
+  const relays = [
+    scope.keep(await spawnTarget(RELAY, 'bench/targets/bare-relay.ts', { ...runtimeEnv, ALGO_SERVICE_URL: simulator.url })),
+    scope.keep(await spawnTarget(DEFAULTS_RELAY, 'bench/targets/bare-relay.ts', { ...commonEnv, ALGO_SERVICE_URL: simulator.url })),
+  ]
   const variants: Target[] = []
   for (const v of VARIANTS) {
     variants.push(scope.keep(await spawnTarget(`relay + ${v}`, 'bench/targets/relay-variants.ts', { ...runtimeEnv, ALGO_SERVICE_URL: simulator.url, RELAY_VARIANT: v })))
@@ -137,15 +139,7 @@ try {
       headers: json,
       body: (message, i) => JSON.stringify({ messages: [{ role: 'user', content: message }], request_id: `bench_${i}` }),
     },
-    ...[relay, defaultsRelay].map((target, i): Subject => ({
-      name: i === 0 ? RELAY : DEFAULTS_RELAY,
-      pid: target.pid,
-      kind: 'sse',
-      url: `${target.url}/api/v2/chat/stream`,
-      headers: json,
-      body: (message) => JSON.stringify({ message }),
-    })),
-    ...variants.map((target): Subject => ({
+    ...[...relays, ...variants].map((target): Subject => ({
       name: target.name,
       pid: target.pid,
       kind: 'sse',
