@@ -18,7 +18,7 @@ export type NdjsonItem =
 export interface NdjsonOptions {
   /** Longest accepted line in bytes, newline excluded (the contract says 1 MiB). */
   maxLineBytes: number
-  /** Aborting stops the read, cancels the body and makes the generator throw `signal.reason`. */
+  /** Aborting stops the read, cancels the body and makes the reader throw `signal.reason`. */
   signal?: AbortSignal
 }
 
@@ -111,77 +111,124 @@ class PartialLine {
 }
 
 /**
- * The items of each read from the body, together: a relay handles the lines of one network read in one turn
- * instead of resuming a generator per line.
+ * Cuts a body's bytes into NDJSON items, read by read, without I/O: `push` gives the items of the lines a read
+ * completes (the first continues the partial one), `end` the last line if it lacks its newline. A line past
+ * `maxLineBytes` sets `failure` (STREAM_ERROR): the whole lines before it in that read are still given.
  */
-export async function* readNdjsonBatches(
-  body: ReadableStream<Uint8Array>,
-  opts: NdjsonOptions,
-): AsyncGenerator<NdjsonItem[]> {
-  const { maxLineBytes, signal } = opts
-  const reader = body.getReader()
-  // Cancelling the reader ends a pending read(), so an abort is noticed even while the upstream is silent.
-  const onAbort = () => void reader.cancel(signal?.reason).catch(() => {})
-  signal?.addEventListener('abort', onAbort, { once: true })
-  const partial = new PartialLine()
-  let lineNumber = 0
-  let finished = false
-  const tooLong = () => new UpstreamError('STREAM_ERROR', LINE_TOO_LONG)
+class NdjsonDecoder {
+  private readonly partial = new PartialLine()
+  private lineNumber = 0
+  /** set once a line outgrew the limit: nothing more is read */
+  failure: UpstreamError | undefined
 
-  try {
-    if (signal?.aborted) throw signal.reason
-    while (true) {
+  constructor(private readonly maxLineBytes: number) {}
+
+  push(bytes: Uint8Array): NdjsonItem[] {
+    const batch: NdjsonItem[] = []
+    if (this.failure) return batch
+    const { partial } = this
+    // the lines' lengths first; past the limit, the whole lines before it are still handed out
+    let lastNewline = -1
+    for (let start = 0; start < bytes.length; ) {
+      const nl = bytes.indexOf(NEWLINE, start)
+      const end = nl === -1 ? bytes.length : nl
+      if ((start === 0 ? partial.length : 0) + (end - start) > this.maxLineBytes) {
+        if (lastNewline !== -1) this.lineNumber = parseRegion(partial.take(bytes.subarray(0, lastNewline)), this.lineNumber, batch)
+        this.failure = new UpstreamError('STREAM_ERROR', LINE_TOO_LONG)
+        return batch
+      }
+      if (nl === -1) break
+      lastNewline = nl
+      start = nl + 1
+    }
+    if (lastNewline === -1) {
+      partial.push(bytes)
+      return batch
+    }
+    // a read that ends a line (the usual case) is decoded as it is: its last newline leaves an empty line
+    const whole = lastNewline === bytes.length - 1
+    this.lineNumber = parseRegion(partial.take(whole ? bytes : bytes.subarray(0, lastNewline)), this.lineNumber, batch)
+    if (!whole) partial.push(bytes.subarray(lastNewline + 1))
+    return batch
+  }
+
+  /** the body ended: its last line may lack its newline, it still counts */
+  end(): NdjsonItem[] {
+    const last: NdjsonItem[] = []
+    if (this.partial.length > 0 && !this.failure) parseRegion(this.partial.take(new Uint8Array(0)), this.lineNumber, last)
+    return last
+  }
+}
+
+/** the body's default reader (its type names what `read()` gives) */
+const defaultReader = (body: ReadableStream<Uint8Array>) => body.getReader()
+
+/**
+ * A body read as NDJSON, read by read: `read()` gives the items of the next network read that has any, the lines
+ * of one read together (a relay handles them in one turn). One read at a time.
+ */
+export class NdjsonReader {
+  private reader: ReturnType<typeof defaultReader> | undefined
+  private readonly decoder: NdjsonDecoder
+  private readonly signal: AbortSignal | undefined
+  private bodyDone = false
+  // Cancelling the reader ends a pending read(), so an abort is noticed even while the upstream is silent.
+  private readonly onAbort = () => void this.reader?.cancel(this.signal?.reason).catch(() => {})
+
+  constructor(body: ReadableStream<Uint8Array>, opts: NdjsonOptions) {
+    this.reader = defaultReader(body)
+    this.decoder = new NdjsonDecoder(opts.maxLineBytes)
+    this.signal = opts.signal
+    this.signal?.addEventListener('abort', this.onAbort, { once: true })
+  }
+
+  /** the items of the next read that has any; undefined once the body ended. Throws STREAM_ERROR or the abort reason. */
+  async read(): Promise<NdjsonItem[] | undefined> {
+    const { decoder, signal } = this
+    if (decoder.failure) throw decoder.failure
+    while (!this.bodyDone) {
+      if (signal?.aborted) throw signal.reason
+      const reader = this.reader
+      if (!reader) return undefined
       let chunk: Awaited<ReturnType<typeof reader.read>>
       try {
         chunk = await reader.read()
       } catch (err) {
         if (signal?.aborted) throw signal.reason
         // the driver's own words stay in `cause` (logs); clients get the contract's message only
-        throw new UpstreamError('STREAM_ERROR', 'The algorithm service broke off the stream', {
-          cause: err,
-        })
+        throw new UpstreamError('STREAM_ERROR', 'The algorithm service broke off the stream', { cause: err })
       }
       if (signal?.aborted) throw signal.reason
-      if (chunk.done) break
-      const bytes = chunk.value
-      const batch: NdjsonItem[] = []
-      // the lines' lengths first (the first continues the partial one); past the limit, the whole lines before it are still handed out
-      let lastNewline = -1
-      for (let start = 0; start < bytes.length; ) {
-        const nl = bytes.indexOf(NEWLINE, start)
-        const end = nl === -1 ? bytes.length : nl
-        if ((start === 0 ? partial.length : 0) + (end - start) > maxLineBytes) {
-          if (lastNewline !== -1) lineNumber = parseRegion(partial.take(bytes.subarray(0, lastNewline)), lineNumber, batch)
-          if (batch.length > 0) yield batch
-          throw tooLong()
-        }
-        if (nl === -1) break
-        lastNewline = nl
-        start = nl + 1
+      if (chunk.done) {
+        this.bodyDone = true
+        const last = decoder.end()
+        if (last.length > 0) return last
+        break
       }
-      if (lastNewline === -1) {
-        partial.push(bytes)
-        continue
-      }
-      // a read that ends a line (the usual case) is decoded as it is: its last newline leaves an empty line
-      const whole = lastNewline === bytes.length - 1
-      lineNumber = parseRegion(partial.take(whole ? bytes : bytes.subarray(0, lastNewline)), lineNumber, batch)
-      if (!whole) partial.push(bytes.subarray(lastNewline + 1))
-      if (batch.length > 0) yield batch
-      // aborted while the batch was being handled: read no further
-      if (signal?.aborted) throw signal.reason
+      const batch = decoder.push(chunk.value)
+      if (batch.length > 0) return batch
+      if (decoder.failure) throw decoder.failure
     }
-    // The last line may lack its newline; it still counts.
-    if (partial.length > 0) {
-      const last: NdjsonItem[] = []
-      parseRegion(partial.take(new Uint8Array(0)), lineNumber, last)
-      if (last.length > 0) yield last
-    }
-    finished = true
-  } finally {
-    signal?.removeEventListener('abort', onAbort)
-    // Left early (error, consumer stopped): tell the body we will not read on, so the connection closes.
-    if (!finished) await reader.cancel().catch(() => {})
+    return undefined
+  }
+
+  /** stops reading; unless the body was read to its end, it is cancelled (so its connection closes). Idempotent. */
+  close(): void {
+    const { reader } = this
+    if (!reader) return
+    this.reader = undefined
+    this.signal?.removeEventListener('abort', this.onAbort)
+    if (!this.bodyDone) void reader.cancel().catch(() => {})
     reader.releaseLock()
+  }
+}
+
+/** The reader as an async generator: the items of each read from the body, together. */
+export async function* readNdjsonBatches(body: ReadableStream<Uint8Array>, opts: NdjsonOptions): AsyncGenerator<NdjsonItem[]> {
+  const reader = new NdjsonReader(body, opts)
+  try {
+    for (let batch = await reader.read(); batch; batch = await reader.read()) yield batch
+  } finally {
+    reader.close()
   }
 }

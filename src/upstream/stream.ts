@@ -8,7 +8,7 @@
  */
 import type { Breaker } from './breaker.ts'
 import { UpstreamError } from './errors.ts'
-import { readNdjsonBatches, type NdjsonItem } from './ndjson.ts'
+import { type NdjsonItem, NdjsonReader } from './ndjson.ts'
 import type { UpstreamQuery, UpstreamStream } from './pool.ts'
 
 /** The pool's bookkeeping for one base URL. */
@@ -87,8 +87,8 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
   if (req.signal.aborted) ctrl.abort(req.signal.reason)
   arm(s.firstByteTimeoutMs, `no answer from the algorithm service within ${s.firstByteTimeoutMs} ms`)
 
-  let lines: AsyncGenerator<NdjsonItem[]>
-  let first: IteratorResult<NdjsonItem[]>
+  let opened: NdjsonReader | undefined
+  let first: NdjsonItem[] | undefined
   try {
     const headers: Record<string, string> = {
       'Content-Type': 'application/json',
@@ -115,56 +115,87 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
         upstream: u.url,
       })
     }
-    lines = readNdjsonBatches(response.body ?? new ReadableStream(), { maxLineBytes: s.maxLineBytes, signal })
-    first = await lines.next()
+    opened = new NdjsonReader(response.body ?? new ReadableStream(), { maxLineBytes: s.maxLineBytes, signal })
+    first = await opened.read()
   } catch (err) {
     judge(err)
     // Closes the connection if it is still open (timeout, bad status) and releases the slot.
     ctrl.abort(err)
+    opened?.close()
     throw err
   }
 
+  const lines = opened
   clearTimeout(timer)
   verdict = 'given'
   // An answer is enough to pass a half-open trial (the trial slot must not stay taken for a whole long stream),
   // but only a clean end resets the failure count: an upstream that always breaks mid-stream must still trip.
-  if (first.done || u.breaker.state() === 'half_open') u.breaker.success()
-  if (first.done) release()
+  if (first === undefined || u.breaker.state() === 'half_open') u.breaker.success()
+  if (first === undefined) {
+    lines.close()
+    release()
+  }
 
-  async function* relay(): AsyncGenerator<NdjsonItem[]> {
-    let ended = false
-    try {
-      if (first.done) return void (ended = true)
-      // cancel() may come before the caller ever reads: nothing more is handed out after it.
-      if (signal.aborted) throw signal.reason
-      yield first.value
-      armIdle(s.idleTimeoutMs)
-      while (true) {
+  /** nothing more is handed out: `clean`, the upstream ended; otherwise it is aborted (it stops generating) */
+  let over = first === undefined
+  function stop(clean: boolean): void {
+    if (over) return
+    over = true
+    if (!clean) ctrl.abort(new DOMException('upstream stream closed by the caller', 'AbortError'))
+    lines.close()
+    release()
+  }
+
+  const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined }
+  /**
+   * The batches, written out rather than as an async generator: a read reaches the caller through two plain
+   * async calls, without a generator's extra turns (bench/RESULTS.md). Not for concurrent next() calls (a
+   * for await never makes them).
+   */
+  const batches: AsyncGenerator<NdjsonItem[]> = {
+    [Symbol.asyncIterator]() {
+      return this
+    },
+    async next(): Promise<IteratorResult<NdjsonItem[]>> {
+      if (over) return DONE
+      try {
+        // cancel() may come before the caller ever reads: nothing more is handed out after it.
         if (signal.aborted) throw signal.reason
-        waitingSince = performance.now()
-        const next = await lines.next()
-        waitingSince = -1
-        if (next.done) {
-          u.breaker.success()
-          return void (ended = true)
+        let batch: NdjsonItem[] | undefined
+        if (first !== undefined) {
+          batch = first
+          first = undefined
+          armIdle(s.idleTimeoutMs)
+        } else {
+          waitingSince = performance.now()
+          batch = await lines.read()
+          waitingSince = -1
         }
-        yield next.value
+        if (batch !== undefined) return { done: false, value: batch }
+        u.breaker.success()
+        stop(true)
+        return DONE
+      } catch (err) {
+        // A break after a good start counts against the upstream; the caller's own abort (not an UpstreamError) does not.
+        if (err instanceof UpstreamError) u.breaker.failure()
+        stop(false)
+        throw err
       }
-    } catch (err) {
-      // A break after a good start counts against the upstream; the caller's own abort (not an UpstreamError) does not.
-      if (err instanceof UpstreamError) u.breaker.failure()
+    },
+    async return(): Promise<IteratorResult<NdjsonItem[]>> {
+      stop(false)
+      return DONE
+    },
+    async throw(err: unknown): Promise<IteratorResult<NdjsonItem[]>> {
+      stop(false)
       throw err
-    } finally {
-      // Stopped early (error, break, cancel): abort so the upstream stops generating. A clean end keeps the socket.
-      if (!ended) ctrl.abort(new DOMException('upstream stream closed by the caller', 'AbortError'))
-      await lines.return(undefined)
-      release()
-    }
+    },
+    [Symbol.asyncDispose]: async () => stop(false),
   }
 
   return {
     upstream: u.url,
-    batches: relay(),
+    batches,
     cancel(reason = 'cancelled') {
       ctrl.abort(new DOMException(reason, 'AbortError'))
     },

@@ -173,6 +173,20 @@ describe('upstream stream', () => {
     expect(n).toBe(8)
   })
 
+  test('once read to its end, or once it failed, the stream hands out nothing more and holds no slot', async () => {
+    const p = pool()
+    const done = { done: true as const, value: undefined }
+    const ended = await p.query({ body: ask('chunks=2'), requestId: 'r7b', signal: live() })
+    expect(await collect(each(ended.batches))).toHaveLength(7)
+    expect(await ended.batches.next()).toEqual(done)
+    const failed = await p.query({ body: ask('mode=drop_mid fail_after=2'), requestId: 'r7c', signal: live() })
+    expect(await failure(collect(each(failed.batches)))).toMatchObject({ code: 'STREAM_ERROR' })
+    expect(await failed.batches.next()).toEqual(done)
+    expect(await failed.batches.return(undefined)).toEqual(done)
+    expect(outstanding(p)).toBe(0)
+    await closed()
+  })
+
   test('leaving the loop early closes the upstream request', async () => {
     const p = pool()
     const stream = await p.query({ body: ask('chunks=100000 delay_ms=10'), requestId: 'r8', signal: live() })
