@@ -24,7 +24,7 @@
  */
 import { parseArgs } from 'node:util'
 import { startScriptEnv } from '../test/helpers/runtime-env'
-import { benchRun, cpuMicros, jitMicros, machine, percentile, procTimes, RAISED_QUOTAS, rssKb, serverCpu, cpuSince, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
+import { benchRun, cpuMicros, jitMicros, jsThreadMicros, machine, percentile, procTimes, RAISED_QUOTAS, rssKb, serverCpu, cpuSince, settle, spawnTarget, startGateway, startSimulatorProcess, type Target } from './lib'
 
 const MAX_HTTP_REQUESTS = '4096'
 if (process.env.BUN_CONFIG_MAX_HTTP_REQUESTS !== MAX_HTTP_REQUESTS) {
@@ -269,6 +269,8 @@ interface Run {
   /** of targetCpuUs, in the kernel (page faults, madvise, socket calls) */
   targetSystemUs: number
   targetMinorFaults: number
+  /** of targetCpuUs, the JavaScript thread's (the event loop) */
+  targetJsThreadUs: number
   simulatorCpuUs: number
   clientCpuUs: number
   /** every Postgres and Redis server process on the host */
@@ -289,13 +291,13 @@ async function run(s: Subject, streams: number, chunks: number, delayMs: number)
       await Bun.sleep(10)
     }
   })()
-  const [cpu0, sim0, servers0] = await Promise.all([procTimes(s.pid), cpuMicros(simulator.pid), serverCpu()])
+  const [cpu0, js0, sim0, servers0] = await Promise.all([procTimes(s.pid), jsThreadMicros(s.pid), cpuMicros(simulator.pid), serverCpu()])
   const client0 = process.cpuUsage()
   const t0 = performance.now()
   const results = await Promise.all(Array.from({ length: streams }, (_, i) => readOne(s, message, i, chunks)))
   const wallS = (performance.now() - t0) / 1000
   const client = process.cpuUsage(client0)
-  const [cpu1, sim1, servers1] = await Promise.all([procTimes(s.pid), cpuMicros(simulator.pid), serverCpu()])
+  const [cpu1, js1, sim1, servers1] = await Promise.all([procTimes(s.pid), jsThreadMicros(s.pid), cpuMicros(simulator.pid), serverCpu()])
   sampling = false
   await sampler
   rssPeakKb = Math.max(rssPeakKb, await rssKb(s.pid))
@@ -313,6 +315,7 @@ async function run(s: Subject, streams: number, chunks: number, delayMs: number)
     targetCpuUs: cpu1.userUs + cpu1.systemUs - cpu0.userUs - cpu0.systemUs,
     targetSystemUs: cpu1.systemUs - cpu0.systemUs,
     targetMinorFaults: cpu1.minorFaults - cpu0.minorFaults,
+    targetJsThreadUs: js1 - js0,
     simulatorCpuUs: sim1 - sim0,
     clientCpuUs: client.user + client.system,
     serverCpuUs: cpuSince(servers0, servers1),
@@ -465,10 +468,13 @@ for (const s of subjects.filter((x) => x.name.startsWith('gateway') || x.name.st
   }
 }
 console.log('\nWho used the CPU (2 cores shared by all processes):\n')
-console.log('| target | scenario | wall s | events | target CPU s | of it system s | target minor faults | simulator CPU s | client CPU s | Postgres + Redis CPU s | cores busy | RSS before → peak MB | client reads/stream | bytes/event | errors |')
-console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+console.log('| target | scenario | wall s | events | target CPU s | of it system s | of it the JS thread s | target minor faults | simulator CPU s | client CPU s | Postgres + Redis CPU s | cores busy | RSS before → peak MB | client reads/stream | bytes/event | errors |')
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
 for (const { target, scenario, r } of rows) {
-  const own = target === 'simulator direct' ? '(= simulator) | — | —' : `${(r.targetCpuUs / 1e6).toFixed(2)} | ${(r.targetSystemUs / 1e6).toFixed(2)} | ${f0(r.targetMinorFaults)}`
+  const own =
+    target === 'simulator direct'
+      ? '(= simulator) | — | — | —'
+      : `${(r.targetCpuUs / 1e6).toFixed(2)} | ${(r.targetSystemUs / 1e6).toFixed(2)} | ${(r.targetJsThreadUs / 1e6).toFixed(2)} | ${f0(r.targetMinorFaults)}`
   console.log(
     `| ${target} | ${scenario} | ${r.wallS.toFixed(2)} | ${f0(r.events)} | ${own} | ${(r.simulatorCpuUs / 1e6).toFixed(2)} | ` +
       `${(r.clientCpuUs / 1e6).toFixed(2)} | ${(r.serverCpuUs / 1e6).toFixed(2)} | ${f1(hostCpuUs(r, target) / 1e6 / r.wallS)} | ${(r.rssBeforeKb / 1024).toFixed(0)} → ${(r.rssPeakKb / 1024).toFixed(0)} | ${f1(r.reads / r.streams)} | ${f0(r.bytes / Math.max(1, r.events))} | ${r.errors.length} |`,
@@ -489,6 +495,7 @@ console.log(
   'chunks/s: generation_chunk events received / wall time. TTFC: request sent → first generation_chunk received ' +
     `(the simulator paces ${EXTRA_LINES - 1} lines before it, so ${(EXTRA_LINES - 1) * DELAY_MS} ms is the floor when paced). ` +
     'CPU µs/event: utime+stime of the target process / events it sent (simulator direct: the simulator per NDJSON line). ' +
+    'The JS thread: the event loop\'s own CPU (the rest is fetch\'s HTTP thread, the collector, the JIT). ' +
     'RSS growth: (peak VmRSS during the paced streams − VmRSS before) / streams.',
 )
 const errors = rows.flatMap((r) => r.r.errors.map((e) => `${r.target} ${r.scenario}: ${e}`))

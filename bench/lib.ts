@@ -188,6 +188,15 @@ export async function jitMicros(pid: number): Promise<Map<number, number>> {
   return out
 }
 
+/**
+ * CPU time so far of a Bun process's JavaScript thread (the event loop: the process's own first thread) in
+ * microseconds, from its schedstat (nanoseconds). The rest of the process's CPU is other threads': fetch's HTTP
+ * client, the collector's helpers, the JIT.
+ */
+export async function jsThreadMicros(pid: number): Promise<number> {
+  return Number((await Bun.file(`/proc/${pid}/task/${pid}/schedstat`).text()).split(' ')[0]) / 1000
+}
+
 /** Resident set size of a process in KiB, from /proc/<pid>/status (VmRSS). */
 export async function rssKb(pid: number): Promise<number> {
   const status = await Bun.file(`/proc/${pid}/status`).text()
