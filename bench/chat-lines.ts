@@ -85,7 +85,7 @@ async function relay(): Promise<void> {
 async function gateway(): Promise<void> {
   const { feed, done } = watchedFeed()
   const answer = new Answer('req_bench', 16 * 1024 * 1024, 0)
-  for await (const batch of readNdjsonBatches(body(), { maxLineBytes: 1 << 20 })) answer.take(batch, feed.events.length, (texts, joined) => feed.pushAll(texts, joined))
+  for await (const batch of readNdjsonBatches(body(), { maxLineBytes: 1 << 20 })) answer.take(batch, feed.count, (texts, joined) => feed.pushAll(texts, joined))
   sink += answer.text.length
   done()
 }
@@ -103,7 +103,7 @@ async function gatewayCountingEachEvent(): Promise<void> {
       const name = eventName(line)
       const data = enrichedText(item.text, line, 'req_bench', item.lineNumber, unixSeconds())
       // the bench's lines all carry the same request_id and no fields of ours: the text is always extended
-      const event = formatEventData(feed.events.length + texts.length, name, data!)
+      const event = formatEventData(feed.count + texts.length, name, data!)
       bytes += Buffer.byteLength(event)
       if (name === 'generation_chunk') text += chunkText(line)
       texts.push(event)

@@ -35,7 +35,7 @@ function stream(): EventFeed {
 
 const feeds = Array.from({ length: STREAMS }, stream)
 const ways = {
-  'events joined': (f: EventFeed) => f.events.join(''),
+  'events joined': (f: EventFeed) => f.between(0, f.count).join(''),
   'textFrom(0)': (f: EventFeed) => f.textFrom(0),
 }
 const samples: Record<string, number[]> = { 'events joined': [], 'textFrom(0)': [] }

@@ -20,9 +20,12 @@ interface Watcher {
 }
 
 export class EventFeed {
-  readonly events: string[] = []
+  /** each event's text, by id, while the feed is open */
+  private events: string[] = []
   /** the same texts in as few strings as they came in (a read's joined text is one): joined, the whole stream */
-  private readonly pieces: string[] = []
+  private pieces: string[] = []
+  /** an ended feed kept for replay, compacted: its whole text and where each event starts */
+  private kept: { text: string; starts: Uint32Array } | undefined
   ended = false
   private readonly watching: Watcher[] = []
 
@@ -31,11 +34,27 @@ export class EventFeed {
     return this.watching.length
   }
 
+  /** events so far: the next event's id */
+  get count(): number {
+    return this.kept ? this.kept.starts.length : this.events.length
+  }
+
   /** UTF-16 code units of all the events */
   get size(): number {
+    if (this.kept) return this.kept.text.length
     let n = 0
     for (const piece of this.pieces) n += piece.length
     return n
+  }
+
+  /** the texts of events `from` to `to` (exclusive) */
+  between(from: number, to: number): string[] {
+    const { kept } = this
+    if (!kept) return this.events.slice(from, to)
+    const { text, starts } = kept
+    const out: string[] = []
+    for (let i = Math.max(0, from); i < Math.min(to, starts.length); i++) out.push(text.slice(starts[i], i + 1 < starts.length ? starts[i + 1] : text.length))
+    return out
   }
 
   push(text: string): void {
@@ -73,20 +92,42 @@ export class EventFeed {
 
   /** the events from `from` on as one text: from the start, joined from a few strings per read, not one per event */
   textFrom(from: number): string {
+    const { kept } = this
+    if (kept) return from <= 0 ? kept.text : from >= kept.starts.length ? '' : kept.text.slice(kept.starts[from])
     if (from <= 0) return this.pieces.length === 1 ? this.pieces[0]! : this.pieces.join('')
     return this.events.length - from === 1 ? this.events[from]! : this.events.slice(from).join('')
   }
 
+  /**
+   * An ended feed kept for replay holds one string and one array of offsets instead of a string per event (and
+   * the parts of each): the collector marks what is kept for as long as it is kept, minutes of finished streams
+   * (bench/RESULTS.md).
+   */
+  compact(): void {
+    if (!this.ended || this.kept) return
+    const starts = new Uint32Array(this.events.length)
+    for (let i = 0, at = 0; i < this.events.length; i++) {
+      starts[i] = at
+      at += this.events[i]!.length
+    }
+    // join makes one flat string, where a single piece may still be a rope of its parts
+    const text = this.pieces.length === 1 ? [this.pieces[0]!, ''].join('') : this.pieces.join('')
+    this.kept = { text, starts }
+    this.events = []
+    this.pieces = []
+  }
+
   /** lets go of the events (a replay log given up); the feed's count starts again from 0 */
   clear(): void {
-    this.events.length = 0
-    this.pieces.length = 0
+    this.events = []
+    this.pieces = []
+    this.kept = undefined
   }
 
   /** places events known to start at `from` (a batch from another instance), ignoring what is already here */
   fill(from: number, texts: readonly string[]): void {
-    const skip = Math.max(0, this.events.length - from)
-    if (from + skip !== this.events.length || skip >= texts.length) return
+    const skip = Math.max(0, this.count - from)
+    if (from + skip !== this.count || skip >= texts.length) return
     this.pushAll(skip === 0 ? texts : texts.slice(skip))
   }
 
@@ -103,8 +144,7 @@ export class EventFeed {
 
   /** writes the events from `w.from` on, those here and those to come, until the feed ends or `detach` */
   attach(w: Watcher): void {
-    const n = this.events.length
-    if (n > w.from) w.write(this.textFrom(w.from))
+    if (this.count > w.from) w.write(this.textFrom(w.from))
     if (this.ended) w.close()
     else this.watching.push(w)
   }

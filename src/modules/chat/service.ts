@@ -333,7 +333,7 @@ export function createChatService(deps: ChatServiceDeps) {
   /** the store command goes out before this returns: commands issued after it reach Redis after it. True once stored */
   function writeLog(run: Run, ttlMs: number): Promise<boolean> {
     const from = run.flushed
-    const to = run.events.length
+    const to = run.count
     if (to === from) return Promise.resolve(true)
     run.flushed = to
     const logKey = keys.chatEvents(run.tenantId, run.requestId)
@@ -341,7 +341,7 @@ export function createChatService(deps: ChatServiceDeps) {
     // the first write (usually the whole log, at the end) is a SET: much cheaper for Redis than APPEND's script
     const written = from === 0 ? store.set(logKey, text, { ttlMs }) : store.append(logKey, text, ttlMs)
     return landed(run, written, 'could not store chat events: a resume on another instance may miss them').then(async (ok) => {
-      if (ok && run.remoteWatchers.size > 0) await publishFeed(run, { from, events: run.events.slice(from, to) })
+      if (ok && run.remoteWatchers.size > 0) await publishFeed(run, { from, events: run.between(from, to) })
       return ok
     })
   }
@@ -496,7 +496,7 @@ export function createChatService(deps: ChatServiceDeps) {
       lastSentAt = now()
       scheduleFlush(run)
     }
-    const emit = (name: string, data: Record<string, unknown>) => relay([formatEvent(run.events.length, name, data)])
+    const emit = (name: string, data: Record<string, unknown>) => relay([formatEvent(run.count, name, data)])
 
     // made after the question is stored: message ids order a conversation
     let messageId = ''
@@ -594,7 +594,7 @@ export function createChatService(deps: ChatServiceDeps) {
       // the lines of one upstream read are handled in one turn (a cancel can only land between reads)
       for await (const batch of upstreamStream.batches) {
         const first = answer.lines === 0
-        answer.take(batch, run.events.length, relay)
+        answer.take(batch, run.count, relay)
         if (first && answer.lines > 0) metrics?.chatFirstEvent.observe((now() - started) / 1000)
       }
       upstreamFinished = true
@@ -663,7 +663,7 @@ export function createChatService(deps: ChatServiceDeps) {
     const [logged, claimed, , released] = await Promise.all([
       writeLog(run, replayTtlMs),
       writeClaim(run, 'ended', replayTtlMs),
-      publishFeed(run, { count: run.events.length, end: true }),
+      publishFeed(run, { count: run.count, end: true }),
       releaseConcurrent(run),
     ])
     return logged && claimed && released
@@ -683,6 +683,7 @@ export function createChatService(deps: ChatServiceDeps) {
       const context = { request_id: run.requestId }
       logger.warn(context, 'chat stream ending not stored yet: the store is unreachable; trying again')
       // a long outage with many streams ending must not hold them all: past the cap the oldest are let go
+      run.compact()
       const entry = { run, bytes: run.size, dropped: false }
       waiting.add(entry)
       const again = async () => {
@@ -706,6 +707,7 @@ export function createChatService(deps: ChatServiceDeps) {
     }
     await releaseConcurrent(run)
     // in process, the run is the replay log: kept for the replay TTL, the oldest dropped first past the byte cap
+    run.compact()
     retained.expire(expired)
     retained.add({ run, bytes: run.size, until: now() + replayTtlMs })
     expireLater()
@@ -771,18 +773,18 @@ export function createChatService(deps: ChatServiceDeps) {
         } catch (err) {
           logger.warn({ err, request_id: requestId }, 'could not read chat events from the store')
         }
-        if (endAt !== undefined && feed.events.length >= endAt) feed.finish()
+        if (endAt !== undefined && feed.count >= endAt) feed.finish()
       })
       return filling
     }
 
     const onFeed = jsonMessages<FeedMessage>((m) => {
       if ('events' in m) {
-        if (m.from > feed.events.length) void fillFromLog()
+        if (m.from > feed.count) void fillFromLog()
         feed.fill(m.from, m.events)
       } else {
         if (m.end) endAt = m.count
-        if (m.count > feed.events.length || m.end) void fillFromLog()
+        if (m.count > feed.count || m.end) void fillFromLog()
       }
     })
     const unsubscribe = await store.subscribe(channels.chat(tenantId, requestId), (raw) => {
@@ -798,7 +800,7 @@ export function createChatService(deps: ChatServiceDeps) {
     /** the holder is gone without an ending: say so rather than wait for ever */
     const lost = () => {
       if (feed.ended) return
-      const id = feed.events.length
+      const id = feed.count
       feed.push(formatEvent(id, 'error', { code: 'STREAM_ERROR', error: 'The stream was lost', request_id: requestId }))
       feed.push(formatEvent(id + 1, 'stream_end', { request_id: requestId, lines_processed: 0, duration_ms: 0, timestamp: unixSeconds() }))
     }
@@ -825,7 +827,7 @@ export function createChatService(deps: ChatServiceDeps) {
     } else if (!claim || claim.state === 'ended') {
       // the holder writes the whole log before the claim says ended: read it again, it may have ended meanwhile
       await fillFromLog()
-      endAt = feed.events.length
+      endAt = feed.count
       feed.finish()
     } else if (await holderGone(claim)) {
       await fillFromLog()
