@@ -110,9 +110,7 @@ export class EventFeed {
       starts[i] = at
       at += this.events[i]!.length
     }
-    // join makes one flat string, where a single piece may still be a rope of its parts
-    const text = this.pieces.length === 1 ? [this.pieces[0]!, ''].join('') : this.pieces.join('')
-    this.kept = { text, starts }
+    this.kept = { text: this.pieces.join(''), starts }
     this.events = []
     this.pieces = []
   }
