@@ -109,25 +109,26 @@ try {
     variants.push(scope.keep(await spawnTarget(`relay + ${v}`, 'bench/targets/relay-variants.ts', { ...runtimeEnv, ALGO_SERVICE_URL: simulator.url, RELAY_VARIANT: v })))
   }
   const gateways: Array<{ target: Target; token: string }> = []
-  if (!args['no-embedded']) gateways.push(await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv }))
+  // kept as each starts: one that fails to start stops those before it
+  const started = (g: { target: Target; token: string }) => (scope.keep(g.target), g)
+  if (!args['no-embedded']) gateways.push(started(await startGateway('gateway', { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv })))
   const compareRoot = process.env.BENCH_COMPARE_ROOT
   if (compareRoot && !args['no-embedded']) {
     const dataDir = `${scope.dataDir}/compare`
-    gateways.push(await startGateway(`gateway from ${compareRoot}`, { algoUrl: simulator.url, dataDir, quotas: RAISED_QUOTAS, env: commonEnv, root: compareRoot }))
+    gateways.push(started(await startGateway(`gateway from ${compareRoot}`, { algoUrl: simulator.url, dataDir, quotas: RAISED_QUOTAS, env: commonEnv, root: compareRoot })))
   }
   // The production shape, when the servers are here: Postgres and Redis instead of the embedded defaults.
   const deployed = { algoUrl: simulator.url, dataDir: scope.dataDir, quotas: RAISED_QUOTAS, env: commonEnv, databaseUrl: process.env.BENCH_DATABASE_URL, redisUrl: process.env.BENCH_REDIS_URL }
   if (deployed.databaseUrl && deployed.redisUrl) {
-    gateways.push(await startGateway('gateway (Postgres + Redis)', deployed))
+    gateways.push(started(await startGateway('gateway (Postgres + Redis)', deployed)))
     if (compareRoot) {
       const databaseUrl = process.env.BENCH_COMPARE_DATABASE_URL ?? deployed.databaseUrl
-      gateways.push(await startGateway(`gateway (Postgres + Redis) from ${compareRoot}`, { ...deployed, databaseUrl, root: compareRoot }))
+      gateways.push(started(await startGateway(`gateway (Postgres + Redis) from ${compareRoot}`, { ...deployed, databaseUrl, root: compareRoot })))
     }
     for (const p of GATEWAY_PARTS) {
-      gateways.push(await startGateway(`gateway parts: ${p}`, { ...deployed, script: 'bench/targets/gateway-parts.ts', env: { ...commonEnv, GATEWAY_PARTS: p } }))
+      gateways.push(started(await startGateway(`gateway parts: ${p}`, { ...deployed, script: 'bench/targets/gateway-parts.ts', env: { ...commonEnv, GATEWAY_PARTS: p } })))
     }
   }
-  for (const g of gateways) scope.keep(g.target)
 
   const json = { 'content-type': 'application/json' }
   subjects = [
