@@ -140,6 +140,11 @@ export async function cpuMicros(pid: number): Promise<number> {
   return t.userUs + t.systemUs
 }
 
+/** the CPU time so far of a process or thread (its /proc directory) in microseconds, from its schedstat (nanoseconds) */
+async function schedstatMicros(dir: string): Promise<number> {
+  return Number((await Bun.file(`${dir}/schedstat`).text()).split(' ')[0]) / 1000
+}
+
 /**
  * CPU time so far of every Postgres and Redis server process on this host, by pid, in microseconds — from
  * /proc/<pid>/schedstat (nanoseconds; /proc/<pid>/stat's 10 ms ticks are too coarse for a dozen small backends).
@@ -154,7 +159,7 @@ export async function serverCpu(): Promise<Map<number, number>> {
         try {
           const comm = (await Bun.file(`/proc/${d}/comm`).text()).trim()
           if (comm !== 'postgres' && comm !== 'redis-server') return
-          out.set(Number(d), Number((await Bun.file(`/proc/${d}/schedstat`).text()).split(' ')[0]) / 1000)
+          out.set(Number(d), await schedstatMicros(`/proc/${d}`))
         } catch {
           // exited meanwhile
         }
@@ -180,7 +185,7 @@ export async function jitMicros(pid: number): Promise<Map<number, number>> {
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       if (!(await Bun.file(`/proc/${pid}/task/${tid}/comm`).text()).startsWith('JITWorker')) continue
-      out.set(Number(tid), Number((await Bun.file(`/proc/${pid}/task/${tid}/schedstat`).text()).split(' ')[0]) / 1000)
+      out.set(Number(tid), await schedstatMicros(`/proc/${pid}/task/${tid}`))
     } catch {
       // the thread exited meanwhile
     }
@@ -194,7 +199,7 @@ export async function jitMicros(pid: number): Promise<Map<number, number>> {
  * client, the collector's helpers, the JIT.
  */
 export async function jsThreadMicros(pid: number): Promise<number> {
-  return Number((await Bun.file(`/proc/${pid}/task/${pid}/schedstat`).text()).split(' ')[0]) / 1000
+  return schedstatMicros(`/proc/${pid}/task/${pid}`)
 }
 
 /** Resident set size of a process in KiB, from /proc/<pid>/status (VmRSS). */

@@ -5,7 +5,7 @@
 import { describe, expect, test } from 'bun:test'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { leadingAssignments, startScriptEnv } from './helpers/runtime-env'
+import { leadingAssignments, scriptEnv, startScriptEnv } from './helpers/runtime-env'
 
 const root = resolve(import.meta.dir, '..')
 const start = startScriptEnv(root)
@@ -28,8 +28,7 @@ describe('runtime settings read at start-up', () => {
   })
 
   test('npm run dev and the Docker image set the same', () => {
-    const pkg = JSON.parse(readFileSync(resolve(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
-    expect(leadingAssignments(pkg.scripts.dev!)).toEqual(start)
+    expect(scriptEnv('dev', root)).toEqual(start)
     expect(dockerEnv()).toMatchObject(start)
   })
 

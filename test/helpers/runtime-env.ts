@@ -6,9 +6,14 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 
-export function startScriptEnv(root = resolve(import.meta.dir, '../..')): Record<string, string> {
+export function startScriptEnv(root?: string): Record<string, string> {
+  return scriptEnv('start', root)
+}
+
+/** the leading assignments of one of package.json's scripts */
+export function scriptEnv(script: string, root = resolve(import.meta.dir, '../..')): Record<string, string> {
   const pkg = JSON.parse(readFileSync(resolve(root, 'package.json'), 'utf8')) as { scripts?: Record<string, string> }
-  return leadingAssignments(pkg.scripts?.start ?? '')
+  return leadingAssignments(pkg.scripts?.[script] ?? '')
 }
 
 /** `A=1 B=2 bun x` → {A: '1', B: '2'} */
