@@ -201,20 +201,60 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
     callSafely(fn, (err) => logger?.warn({ err, channel }, 'store subscriber failed'))
   }
 
-  /** Every call goes through here: bounded in time, and any failure becomes StoreUnavailableError. */
-  async function run<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    if (closed) throw new StoreUnavailableError(op, { cause: new Error('store closed') })
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${op} timed out after ${commandTimeoutMs} ms`)), commandTimeoutMs)
-    })
-    try {
-      return await Promise.race([fn(), timeout])
-    } catch (err) {
-      throw err instanceof StoreUnavailableError ? err : new StoreUnavailableError(op, { cause: err })
-    } finally {
-      clearTimeout(timer)
+  /**
+   * The calls in flight, oldest first. Every call has the same timeout, so this is also the order they time
+   * out in: one timer, due when the oldest unsettled call is, watches them all (instead of a timer, a timeout
+   * promise and a race per call).
+   */
+  const inFlight: Array<{ op: string; deadline: number; settled: boolean; reject(err: unknown): void }> = []
+  let oldest = 0
+  let watchdog: ReturnType<typeof setTimeout> | undefined
+
+  function watch(): void {
+    const at = performance.now()
+    while (oldest < inFlight.length) {
+      const call = inFlight[oldest]!
+      if (!call.settled) {
+        if (call.deadline > at) break
+        call.settled = true
+        call.reject(new StoreUnavailableError(call.op, { cause: new Error(`${call.op} timed out after ${commandTimeoutMs} ms`) }))
+      }
+      oldest++
     }
+    if (oldest === inFlight.length) {
+      inFlight.length = 0
+      oldest = 0
+      watchdog = undefined
+      return
+    }
+    if (oldest >= 1024) {
+      inFlight.splice(0, oldest)
+      oldest = 0
+    }
+    watchdog = setTimeout(watch, inFlight[oldest]!.deadline - at)
+  }
+
+  /** Every call goes through here: bounded in time, and any failure becomes StoreUnavailableError. */
+  function run<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    if (closed) return Promise.reject(new StoreUnavailableError(op, { cause: new Error('store closed') }))
+    const { promise, resolve, reject } = Promise.withResolvers<T>()
+    const call = { op, deadline: performance.now() + commandTimeoutMs, settled: false, reject }
+    const failed = (err: unknown) => {
+      call.settled = true
+      reject(err instanceof StoreUnavailableError ? err : new StoreUnavailableError(op, { cause: err }))
+    }
+    try {
+      fn().then((value) => {
+        call.settled = true
+        resolve(value)
+      }, failed)
+    } catch (err) {
+      failed(err)
+      return promise
+    }
+    inFlight.push(call)
+    watchdog ??= setTimeout(watch, commandTimeoutMs)
+    return promise
   }
 
   function requireSubscriber(): void {

@@ -114,6 +114,36 @@ describe.skipIf(!hasBinary)('redis store when Redis fails', () => {
     expect(await store.get(`${prefix}frozen`)).toBe('after')
   })
 
+  test('calls made at different times on a hung Redis each time out at their own deadline', async () => {
+    await server.start()
+    const store = await createRedisStore({ url: server.url, commandTimeoutMs: 300 })
+    opened.push(store)
+    // answered calls before the hang leave nothing behind that could time out later
+    for (let i = 0; i < 50; i++) await store.set(`${prefix}staggered`, String(i))
+    server.freeze(true)
+    try {
+      const started = performance.now()
+      const settledAt = (p: Promise<unknown>) =>
+        p.then(
+          () => Number.NaN,
+          (err: unknown) => (err instanceof StoreUnavailableError ? performance.now() - started : Number.NaN),
+        )
+      const first = settledAt(store.get(`${prefix}staggered`))
+      await Bun.sleep(150)
+      const second = settledAt(store.get(`${prefix}staggered`))
+      const [a, b] = await Promise.all([first, second])
+      expect(a).toBeGreaterThanOrEqual(280)
+      expect(a).toBeLessThan(430)
+      // not with the first call: its own 300 ms, from when it was made
+      expect(b).toBeGreaterThanOrEqual(430)
+      expect(b).toBeLessThan(700)
+    } finally {
+      server.freeze(false)
+    }
+    await waitFor(() => store.ping(), 2000)
+    expect(await store.get(`${prefix}staggered`)).toBe('49')
+  })
+
   test('a subscription made before a restart receives messages published after it', async () => {
     await server.start()
     const subscriberStore = await open()
