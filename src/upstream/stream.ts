@@ -35,7 +35,7 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
 
   u.outstanding++
   u.breaker.attempt()
-  const onCallerAbort = () => ctrl.abort(req.signal.reason)
+  const onCallerAbort = () => abort(req.signal.reason)
   req.signal.addEventListener('abort', onCallerAbort, { once: true })
 
   let released = false
@@ -49,7 +49,11 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
     if (verdict === 'pending') u.breaker.abandon()
     held = {}
   }
-  signal.addEventListener('abort', release, { once: true })
+  /** every abort goes through here (not an abort listener: one fewer per stream) */
+  function abort(reason: unknown) {
+    ctrl.abort(reason)
+    release()
+  }
 
   /**
    * Records the upstream's failure once. Timeouts, broken streams and 5xx/408/429 count; the caller's own abort
@@ -66,7 +70,7 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
   /** Aborting with an UpstreamError makes the fetch and the reader throw it, so the timeout surfaces as itself. */
   function arm(ms: number, message: string) {
     clearTimeout(timer)
-    timer = setTimeout(() => ctrl.abort(new UpstreamError('ALGO_TIMEOUT', message, { upstream: u.url })), ms)
+    timer = setTimeout(() => abort(new UpstreamError('ALGO_TIMEOUT', message, { upstream: u.url })), ms)
   }
 
   /**
@@ -80,11 +84,11 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
       if (waitingSince < 0) return armIdle(s.idleTimeoutMs)
       const silent = performance.now() - waitingSince
       if (silent + 1 < s.idleTimeoutMs) return armIdle(s.idleTimeoutMs - silent)
-      ctrl.abort(new UpstreamError('ALGO_TIMEOUT', `algorithm service silent for ${s.idleTimeoutMs} ms`, { upstream: u.url }))
+      abort(new UpstreamError('ALGO_TIMEOUT', `algorithm service silent for ${s.idleTimeoutMs} ms`, { upstream: u.url }))
     }, delay)
   }
 
-  if (req.signal.aborted) ctrl.abort(req.signal.reason)
+  if (req.signal.aborted) abort(req.signal.reason)
   arm(s.firstByteTimeoutMs, `no answer from the algorithm service within ${s.firstByteTimeoutMs} ms`)
 
   let opened: NdjsonReader | undefined
@@ -120,7 +124,7 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
   } catch (err) {
     judge(err)
     // Closes the connection if it is still open (timeout, bad status) and releases the slot.
-    ctrl.abort(err)
+    abort(err)
     opened?.close()
     throw err
   }
@@ -197,7 +201,7 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
     upstream: u.url,
     batches,
     cancel(reason = 'cancelled') {
-      ctrl.abort(new DOMException(reason, 'AbortError'))
+      abort(new DOMException(reason, 'AbortError'))
     },
   }
 }
