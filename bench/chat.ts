@@ -475,10 +475,10 @@ for (const { target, scenario, r } of rows) {
   const own =
     target === 'simulator direct'
       ? '(= simulator) | — | — | —'
-      : `${(r.targetCpuUs / 1e6).toFixed(2)} | ${(r.targetSystemUs / 1e6).toFixed(2)} | ${(r.targetJsThreadUs / 1e6).toFixed(2)} | ${f0(r.targetMinorFaults)}`
+      : `${(r.targetCpuUs / 1e6).toFixed(3)} | ${(r.targetSystemUs / 1e6).toFixed(3)} | ${(r.targetJsThreadUs / 1e6).toFixed(3)} | ${f0(r.targetMinorFaults)}`
   console.log(
-    `| ${target} | ${scenario} | ${r.wallS.toFixed(2)} | ${f0(r.events)} | ${own} | ${(r.simulatorCpuUs / 1e6).toFixed(2)} | ` +
-      `${(r.clientCpuUs / 1e6).toFixed(2)} | ${(r.serverCpuUs / 1e6).toFixed(2)} | ${f1(hostCpuUs(r, target) / 1e6 / r.wallS)} | ${(r.rssBeforeKb / 1024).toFixed(0)} → ${(r.rssPeakKb / 1024).toFixed(0)} | ${f1(r.reads / r.streams)} | ${f0(r.bytes / Math.max(1, r.events))} | ${r.errors.length} |`,
+    `| ${target} | ${scenario} | ${r.wallS.toFixed(2)} | ${f0(r.events)} | ${own} | ${(r.simulatorCpuUs / 1e6).toFixed(3)} | ` +
+      `${(r.clientCpuUs / 1e6).toFixed(3)} | ${(r.serverCpuUs / 1e6).toFixed(3)} | ${f1(hostCpuUs(r, target) / 1e6 / r.wallS)} | ${(r.rssBeforeKb / 1024).toFixed(0)} → ${(r.rssPeakKb / 1024).toFixed(0)} | ${f1(r.reads / r.streams)} | ${f0(r.bytes / Math.max(1, r.events))} | ${r.errors.length} |`,
   )
 }
 const args0 =
