@@ -145,7 +145,7 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
   function stop(clean: boolean): void {
     if (over) return
     over = true
-    if (!clean) ctrl.abort(new DOMException('upstream stream closed by the caller', 'AbortError'))
+    if (!clean) abort(new DOMException('upstream stream closed by the caller', 'AbortError'))
     lines.close()
     release()
   }
