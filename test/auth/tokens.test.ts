@@ -2,6 +2,7 @@ import { describe, expect, test } from 'bun:test'
 import { AppError } from '../../src/errors.ts'
 import { createTokenService, type AccessClaims } from '../../src/modules/auth/tokens.ts'
 import { controlToken, hmacToken, jwtAttackCases } from './jwt-attacks.ts'
+import { rejectionOf } from '../helpers/rejection'
 
 const secret = 'test-secret-that-is-long-enough-0123456789'
 const issuer = 'voicehelper-gateway'
@@ -113,9 +114,9 @@ describe('signAccess / verifyAccess', () => {
 
   test('signAccess refuses to mint a token verify would refuse', async () => {
     const { svc } = clocked()
-    await expect(svc.signAccess({ ...subject, user_id: '' })).rejects.toThrow(TypeError)
-    await expect(svc.signAccess({ ...subject, ttlS: 0 })).rejects.toThrow(TypeError)
-    await expect(svc.signAccess({ ...subject, roles: [1] as unknown as string[] })).rejects.toThrow(TypeError)
+    expect(await rejectionOf(svc.signAccess({ ...subject, user_id: '' }))).toBeInstanceOf(TypeError)
+    expect(await rejectionOf(svc.signAccess({ ...subject, ttlS: 0 }))).toBeInstanceOf(TypeError)
+    expect(await rejectionOf(svc.signAccess({ ...subject, roles: [1] as unknown as string[] }))).toBeInstanceOf(TypeError)
   })
 
   test('maxTokenBytes is 8192', () => {

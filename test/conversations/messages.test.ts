@@ -9,6 +9,7 @@ import { createTestApp, type TestApp } from '../helpers/app'
 import type { TestUser } from '../helpers/identity'
 import { as, collectPages } from '../admin/helpers'
 import { CONV, conversationWorld, insertConversation, insertMessages, share } from './helpers'
+import { rejectionOf } from '../helpers/rejection'
 
 let gw: TestApp
 let world: Awaited<ReturnType<typeof conversationWorld>>
@@ -93,11 +94,11 @@ describe('the service the chat stream uses', () => {
   test('a new conversation is refused to a caller acting in another tenant (TENANT_MISMATCH) and to one without conversation:write', async () => {
     const other = await conversationWorld(gw)
     const acting = callerOf(other.admin, ['super_admin'], world.tenantId)
-    await expect(service().create(acting)).rejects.toMatchObject({ status: 403, code: 'TENANT_MISMATCH' })
+    expect(await rejectionOf(service().create(acting))).toMatchObject({ status: 403, code: 'TENANT_MISMATCH' })
     expect(() => service().assertCanCreate(acting)).toThrow(expect.objectContaining({ code: 'TENANT_MISMATCH' }))
     // an API key scoped to reading only
     const readOnlyKey: Caller = { ...callerOf(world.bob), subject: { ...callerOf(world.bob).subject, keyGrants: ['conversation:read'] } }
-    await expect(service().create(readOnlyKey)).rejects.toMatchObject({ status: 403 })
+    expect(await rejectionOf(service().create(readOnlyKey))).toMatchObject({ status: 403 })
     expect(() => service().assertCanCreate(readOnlyKey)).toThrow(expect.objectContaining({ status: 403 }))
   })
 
@@ -127,7 +128,7 @@ describe('the service the chat stream uses', () => {
       [callerOf(world.bob), 'conv_missing'],
       [callerOf(other.admin, ['admin']), conv.id],
     ] as const) {
-      await expect(service().getWritable(caller, id)).rejects.toMatchObject({ status: 404, code: 'CONVERSATION_NOT_FOUND' })
+      expect(await rejectionOf(service().getWritable(caller, id))).toMatchObject({ status: 404, code: 'CONVERSATION_NOT_FOUND' })
     }
   })
 })

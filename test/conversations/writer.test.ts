@@ -12,6 +12,7 @@ import { createMessageWriter } from '../../src/modules/conversations/writer'
 import { createTestApp, type TestApp } from '../helpers/app'
 import { ci, createThrowawayDatabase, hasPostgres } from '../helpers/services'
 import { conversationWorld, insertConversation } from './helpers'
+import { rejectionOf } from '../helpers/rejection'
 
 const drivers = [{ name: 'pglite', postgres: false }, ...(hasPostgres || ci ? [{ name: 'postgres', postgres: true }] : [])]
 
@@ -111,7 +112,7 @@ describe.each(drivers)('message writer on $name', ({ postgres }) => {
     const writer = createMessageWriter({ db: gw.deps.db })
     const existing = await insertConversation(gw, world.bob, { title: 'kept' })
     const msgId = newId('msg')
-    await expect(writer.start({ id: existing.id, tenantId: world.tenantId, userId: world.alice.id, title: 'dup' }, question(world.alice.id, 'x', { id: msgId }))).rejects.toMatchObject({ status: 404 })
+    expect(await rejectionOf(writer.start({ id: existing.id, tenantId: world.tenantId, userId: world.alice.id, title: 'dup' }, question(world.alice.id, 'x', { id: msgId })))).toMatchObject({ status: 404 })
     expect(await db().select().from(messages).where(eq(messages.id, msgId))).toEqual([])
     expect((await db().select().from(conversations).where(eq(conversations.id, existing.id)))[0]).toEqual(existing)
   })

@@ -8,6 +8,7 @@ import { createMemoryStore, StoreUnavailableError, type Store } from '../../src/
 import { createRateLimiter, type RateRule } from '../../src/modules/quotas'
 import { createLocalCounter } from '../../src/modules/quotas/local-counter.ts'
 import { captureLogger, waitFor } from '../store/helpers.ts'
+import { rejectionOf } from '../helpers/rejection'
 
 const MINUTE = 60_000
 const fixedNow = Math.floor(Date.now() / MINUTE) * MINUTE + 1_000
@@ -116,12 +117,12 @@ describe('rate limiter when the store fails', () => {
 
   test('invalid rules are programming errors and throw', async () => {
     const limiter = createRateLimiter({ store: createMemoryStore() })
-    await expect(limiter.check({ scope: 's', id: 'u', limit: -1, windowMs: MINUTE })).rejects.toThrow(RangeError)
-    await expect(limiter.check({ scope: 's', id: 'u', limit: 1.5, windowMs: MINUTE })).rejects.toThrow(RangeError)
-    await expect(limiter.check({ scope: 's', id: 'u', limit: 1, windowMs: 0 })).rejects.toThrow(RangeError)
+    expect(await rejectionOf(limiter.check({ scope: 's', id: 'u', limit: -1, windowMs: MINUTE }))).toBeInstanceOf(RangeError)
+    expect(await rejectionOf(limiter.check({ scope: 's', id: 'u', limit: 1.5, windowMs: MINUTE }))).toBeInstanceOf(RangeError)
+    expect(await rejectionOf(limiter.check({ scope: 's', id: 'u', limit: 1, windowMs: 0 }))).toBeInstanceOf(RangeError)
     // 60 s and 1 h windows starting at the same instant would share one key: one scope, one window
     await limiter.check({ scope: 'rpm', id: 'u', limit: 1, windowMs: MINUTE })
-    await expect(limiter.check({ scope: 'rpm', id: 'u', limit: 1, windowMs: 60 * MINUTE })).rejects.toThrow(RangeError)
+    expect(await rejectionOf(limiter.check({ scope: 'rpm', id: 'u', limit: 1, windowMs: 60 * MINUTE }))).toBeInstanceOf(RangeError)
   })
 })
 

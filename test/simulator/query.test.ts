@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { simulatedAnswer, startSimulator, type Simulator } from '../../src/simulator/server.ts'
+import { rejectionOf } from '../helpers/rejection'
 
 let sim: Simulator
 
@@ -368,7 +369,7 @@ describe('routing and lifecycle', () => {
     expect(own.stats.queriesOpen).toBe(1)
     await own.stop()
     expect(own.stats.queriesOpen).toBe(0)
-    await expect(reader.read()).rejects.toBeDefined()
+    expect(await rejectionOf(reader.read())).toBeDefined()
   })
 
   // Bun checks idle timeouts on a 4 s tick, so 5 s of silence is what it takes to see the cut without the exemption.
