@@ -25,7 +25,7 @@ const db = await openDatabase({ dataDir: dir, pgliteVacuumIntervalMs: 0 })
 await migrate(db)
 await bootstrap(db.db, { adminEmail: 'bench@example.com', adminPassword: 'bench-password-1', allowSignupDefault: false })
 const [user] = await db.db.select({ id: users.id }).from(users).limit(1)
-const client = driverOf(db).client as import('@electric-sql/pglite').PGlite
+const client = driverOf(db).client as import('../src/db/pglite-thread').PgliteThread
 
 const rows = (conversations: string[], content: string, title: string | null) =>
   JSON.stringify(

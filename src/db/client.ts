@@ -7,12 +7,13 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { PGlite } from '@electric-sql/pglite'
+import type { PGlite } from '@electric-sql/pglite'
 import { sql } from 'drizzle-orm'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePglite, type PgliteDatabase } from 'drizzle-orm/pglite'
 import { drizzle as drizzlePostgres, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
+import { PgliteThread } from './pglite-thread'
 import * as schema from './schema'
 
 export type Schema = typeof schema
@@ -49,7 +50,7 @@ export interface OpenDatabaseOptions {
 /** The driver-typed database behind a handle, for code that must pick a driver-specific helper (migrations). */
 export type Driver =
   | { kind: 'postgres'; db: PostgresJsDatabase<Schema>; client: postgres.Sql }
-  | { kind: 'pglite'; db: PgliteDatabase<Schema>; client: PGlite }
+  | { kind: 'pglite'; db: PgliteDatabase<Schema>; client: PgliteThread }
 
 const drivers = new WeakMap<DatabaseHandle, Driver>()
 
@@ -76,20 +77,24 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseH
     const u = new URL(url)
     logger?.info({ db: 'postgres', host: u.host, database: u.pathname.slice(1) }, 'database: postgres')
   } else if (url === 'memory://') {
-    const client = await PGlite.create()
-    driver = { kind: 'pglite', db: drizzlePglite({ client, schema }), client }
+    driver = await pglite()
     logger?.info({ db: 'pglite', storage: 'memory' }, 'database: embedded PGlite in memory')
   } else if (url === undefined) {
     const dir = join(opts.dataDir, 'pglite')
     await mkdir(dir, { recursive: true })
-    const client = await PGlite.create(dir)
-    driver = { kind: 'pglite', db: drizzlePglite({ client, schema }), client }
+    driver = await pglite(dir)
     logger?.info({ db: 'pglite', dir }, 'database: embedded PGlite (single instance only)')
   } else {
     // never echo the url: it may carry a password
     throw new Error('database url must start with postgres://, postgresql:// or be memory://')
   }
   return handleFor(driver, opts)
+}
+
+/** PGlite in its own thread; Drizzle drives it through the part of PGlite's interface the thread provides */
+async function pglite(dataDir?: string): Promise<Driver> {
+  const client = await PgliteThread.create(dataDir)
+  return { kind: 'pglite', db: drizzlePglite({ client: client as unknown as PGlite, schema }), client }
 }
 
 function handleFor(driver: Driver, opts: OpenDatabaseOptions): DatabaseHandle {

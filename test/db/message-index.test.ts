@@ -3,7 +3,8 @@
  * planner statistics (PGlite has no autovacuum and is analysed every 10 minutes; a Postgres may run without
  * autovacuum). With a second index on `tenant_id` beside the conversation's, such a planner ANDed the two: the
  * history read of every chat turn and each probe of the lost-answer sweep read the whole tenant's index, and the
- * sweep after a start (a day of questions, a probe each) took minutes, holding PGlite — the gateway's event loop.
+ * sweep after a start (a day of questions, a probe each) took minutes, holding PGlite (and, before PGlite had
+ * its own thread, the event loop).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { migrate, openDatabase, rawQuery, type DatabaseHandle } from '../../src/db'

@@ -1,7 +1,7 @@
 /**
  * Group commit for the chat stream's messages. Every chat stream writes a question (creating its conversation
  * when new) and an answer; hundreds of streams starting or ending together would each pay a statement and a
- * commit — on the embedded PGlite a millisecond or more of the gateway's own CPU apiece. Writes that arrive
+ * commit — on the embedded PGlite a millisecond or more of CPU apiece, on the one thread PGlite has. Writes that arrive
  * while a batch is being written wait and go together in the next one: one statement per batch, so an idle
  * gateway writes at once and a busy one writes hundreds of messages per commit.
  *
