@@ -43,14 +43,12 @@ export class PgliteThread implements PgliteThreadTransaction {
     return thread
   }
 
-  query<T>(text: string, params?: unknown[], options?: QueryOptions, tx?: number): Promise<Results<T>> {
-    // Drizzle's only parsers keep dates and intervals as text: the worker does the same for those type OIDs
-    const textTypes = options?.parsers ? Object.keys(options.parsers).map(Number) : undefined
-    return this.#call({ op: 'query', tx, text, params, rowMode: options?.rowMode, textTypes }) as Promise<Results<T>>
+  query<T>(text: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
+    return this.#query(undefined, text, params, options)
   }
 
-  exec(text: string, tx?: number): Promise<Results[]> {
-    return this.#call({ op: 'exec', tx, text }) as Promise<Results[]>
+  exec(text: string): Promise<Results[]> {
+    return this.#exec(undefined, text)
   }
 
   /** commits when `work` resolves, rolls back when it throws; other statements wait for it, as in PGlite */
@@ -58,7 +56,7 @@ export class PgliteThread implements PgliteThreadTransaction {
     const tx = (await this.#call({ op: 'begin' })) as number
     let result: T
     try {
-      result = await work({ query: (text, params, options) => this.query(text, params, options, tx), exec: (text) => this.exec(text, tx) })
+      result = await work({ query: (text, params, options) => this.#query(tx, text, params, options), exec: (text) => this.#exec(tx, text) })
     } catch (err) {
       await this.#call({ op: 'end', tx, commit: false }).catch(() => {})
       throw err
@@ -75,6 +73,18 @@ export class PgliteThread implements PgliteThreadTransaction {
         this.#worker.terminate()
       })
     return this.#closing
+  }
+
+  /** `tx`: inside that transaction; undefined: on its own (after any transaction in progress) */
+  #query<T>(tx: number | undefined, text: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
+    // parsers cannot cross threads; Drizzle's only ones keep dates and intervals as text, which the worker does
+    // for the same type OIDs (other parsers are not supported)
+    const textTypes = options?.parsers ? Object.keys(options.parsers).map(Number) : undefined
+    return this.#call({ op: 'query', tx, text, params, rowMode: options?.rowMode, textTypes }) as Promise<Results<T>>
+  }
+
+  #exec(tx: number | undefined, text: string): Promise<Results[]> {
+    return this.#call({ op: 'exec', tx, text }) as Promise<Results[]>
   }
 
   #call(op: Op): Promise<unknown> {
