@@ -8,7 +8,9 @@
 import type { QueryOptions, Results } from '@electric-sql/pglite'
 import type { Reply, Request, SerializedError } from './pglite-worker'
 
-type Op = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never
+/** a request without its id, member by member of the union */
+type WithoutId<R> = R extends unknown ? Omit<R, 'id'> : never
+type Op = WithoutId<Request>
 
 /** what a transaction's callback is given: statements that run inside it */
 export interface PgliteThreadTransaction {
