@@ -7,7 +7,7 @@
  * A transaction is PGlite's own `transaction()`, held open between `begin` and `end`; PGlite queues every other
  * statement behind it, as it does in one thread.
  */
-import { PGlite, type QueryOptions, type Transaction } from '@electric-sql/pglite'
+import { PGlite, type QueryOptions, type Results, type Transaction } from '@electric-sql/pglite'
 
 export type Request =
   | { id: number; op: 'open'; dataDir?: string }
@@ -39,6 +39,9 @@ function asText(oids: number[]): QueryOptions['parsers'] {
   return parsers
 }
 
+/** what a result has that the caller reads (the rest is PGlite's own) */
+const plain = ({ rows, fields, affectedRows }: Results) => ({ rows, fields, affectedRows })
+
 function on(tx: number | undefined): PGlite | Transaction {
   if (!pg) throw new Error('the embedded database is not open')
   if (tx === undefined) return pg
@@ -55,11 +58,10 @@ async function handle(req: Request): Promise<unknown> {
     case 'query': {
       const options: QueryOptions = { rowMode: req.rowMode }
       if (req.textTypes) options.parsers = asText(req.textTypes)
-      const { rows, fields, affectedRows } = await on(req.tx).query(req.text, req.params, options)
-      return { rows, fields, affectedRows }
+      return plain(await on(req.tx).query(req.text, req.params, options))
     }
     case 'exec':
-      return (await on(req.tx).exec(req.text)).map(({ rows, fields, affectedRows }) => ({ rows, fields, affectedRows }))
+      return (await on(req.tx).exec(req.text)).map(plain)
     case 'begin': {
       const db = on(undefined) as PGlite
       const id = nextTx++

@@ -48,11 +48,4 @@ export function ask(directive = ''): Record<string, unknown> {
 }
 
 /** What a thrown value looks like, for `expect(...).toMatchObject` on errors and abort reasons. */
-export async function failure(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected a failure')
-}
+export { rejectionOf as failure } from '../helpers/rejection'

@@ -1,8 +1,8 @@
 /**
  * Group commit for the chat stream's messages. Every chat stream writes a question (creating its conversation
  * when new) and an answer; hundreds of streams starting or ending together would each pay a statement and a
- * commit — on the embedded PGlite a millisecond or more of CPU apiece, on the one thread PGlite has. Writes that arrive
- * while a batch is being written wait and go together in the next one: one statement per batch, so an idle
+ * commit — on the embedded PGlite a millisecond or more of CPU apiece, on the one thread PGlite has. Writes that
+ * arrive while a batch is being written wait and go together in the next one: one statement per batch, so an idle
  * gateway writes at once and a busy one writes hundreds of messages per commit.
  *
  * The statement creates the new conversations, bumps the existing ones (count, last_message_at, updated_at)
