@@ -167,6 +167,7 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
     const refused = await post(b, { message: 'two' }, who)
     expect(refused.status).toBe(429)
     expect(await refused.json()).toMatchObject({ code: 'QUOTA_EXCEEDED' })
+    expect(open()).toBe(1) // the refused request never reached the upstream
     // the same request again is not another stream
     const again = await post(b, body, who)
     expect(again.status).toBe(200)

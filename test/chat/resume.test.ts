@@ -149,14 +149,17 @@ describe('resume', () => {
 })
 
 describe('concurrent_streams_per_user', () => {
-  test('past the quota: 429 QUOTA_EXCEEDED with Retry-After before any byte; a re-POST attaches without counting; room again once one ends', async () => {
+  test('past the quota: 429 QUOTA_EXCEEDED with Retry-After before any byte, the upstream not asked; a re-POST attaches without counting; room again once one ends', async () => {
     const tenantId = await makeTenant(gw, { quotas: { concurrent_streams_per_user: 2 } })
     const who = await makeUser(gw, { tenantId })
     const ids = [rid(), rid()]
     const readers = await Promise.all(ids.map(async (id) => new SseReader(await post({ message: 'long [[sim chunks=40 delay_ms=20]]', request_id: id }, who))))
     await Promise.all(readers.map((r) => r.until('generation_chunk')))
+    const asked = sim().queriesStarted
     const third = await post({ message: 'one more' }, who)
     expect(third.status).toBe(429)
+    // a refused request never reaches the upstream
+    expect(sim().queriesStarted).toBe(asked)
     expect(third.headers.get('retry-after')).toBe('1')
     expect(await third.json()).toMatchObject({ code: 'QUOTA_EXCEEDED', details: { quota: 'concurrent_streams_per_user', limit: 2 } })
     // attaching to a running stream is not another stream
