@@ -3,6 +3,7 @@
  */
 import { createApp } from './app'
 import { type Config, ConfigError, loadConfig } from './config'
+import { DataDirInUse } from './db'
 import { createDeps } from './deps'
 
 async function main(): Promise<void> {
@@ -44,6 +45,8 @@ async function main(): Promise<void> {
 }
 
 await main().catch((err) => {
-  process.stderr.write(`gateway failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  // an operator's mistake is told in one line; anything else with its stack
+  const told = err instanceof DataDirInUse ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)
+  process.stderr.write(`gateway failed to start: ${told}\n`)
   process.exit(1)
 })

@@ -78,12 +78,25 @@ describe('quick start: no configuration', () => {
     expect(JSON.stringify(gw.logs)).not.toContain(password!)
   })
 
-  test('a second start on the same data keeps the admin and prints no password', async () => {
+  test('a second start on the same data keeps the admin and prints no password; a second process beside it is refused', async () => {
     expect(await gw.stop()).toBe(0)
     const again = spawnGateway({ env, cwd, port })
     running.push(again)
     await again.waitUntilListening(60_000)
     expect(again.stderr()).not.toContain('password:')
+    expect((await fetch(`${again.baseUrl}/ready`)).status).toBe(200)
+
+    // a second gateway on the same data (another port) would write over the first's database: refused
+    const second = Bun.spawn([process.execPath, join(import.meta.dir, '../src/index.ts')], {
+      cwd,
+      env: bareEnv({ PORT: String(await freePort()) }),
+      stderr: 'pipe',
+      stdout: 'ignore',
+    })
+    expect(await second.exited).toBe(1)
+    const err = await new Response(second.stderr).text()
+    expect(err).toContain(`is in use by process ${again.proc.pid}`)
+    expect(err.trim().split('\n')).toHaveLength(1)
     expect((await fetch(`${again.baseUrl}/ready`)).status).toBe(200)
     expect(await again.stop()).toBe(0)
   }, 70_000)

@@ -13,6 +13,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePglite, type PgliteDatabase } from 'drizzle-orm/pglite'
 import { drizzle as drizzlePostgres, type PostgresJsDatabase } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
+import { lockDataDir } from './data-dir-lock'
 import { PgliteThread } from './pglite-thread'
 import * as schema from './schema'
 
@@ -63,6 +64,7 @@ export function driverOf(handle: DatabaseHandle): Driver {
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseHandle> {
   const { url, logger } = opts
   let driver: Driver
+  let unlock: (() => void) | undefined
   if (url && /^postgres(ql)?:\/\//.test(url)) {
     const client = postgres(url, {
       max: 10,
@@ -82,13 +84,19 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseH
   } else if (url === undefined) {
     const dir = join(opts.dataDir, 'pglite')
     await mkdir(dir, { recursive: true })
-    driver = await pglite(dir)
+    unlock = lockDataDir(opts.dataDir)
+    try {
+      driver = await pglite(dir)
+    } catch (err) {
+      unlock()
+      throw err
+    }
     logger?.info({ db: 'pglite', dir }, 'database: embedded PGlite (single instance only)')
   } else {
     // never echo the url: it may carry a password
     throw new Error('database url must start with postgres://, postgresql:// or be memory://')
   }
-  return handleFor(driver, opts)
+  return handleFor(driver, opts, unlock)
 }
 
 /** PGlite in its own thread; Drizzle drives it through the part of PGlite's interface the thread provides */
@@ -97,7 +105,7 @@ async function pglite(dataDir?: string): Promise<Driver> {
   return { kind: 'pglite', db: drizzlePglite({ client: client as unknown as PGlite, schema }), client }
 }
 
-function handleFor(driver: Driver, opts: OpenDatabaseOptions): DatabaseHandle {
+function handleFor(driver: Driver, opts: OpenDatabaseOptions, unlock?: () => void): DatabaseHandle {
   let closing: Promise<void> | undefined
   const vacuumEvery = opts.pgliteVacuumIntervalMs ?? 600_000
   let vacuuming = false
@@ -130,7 +138,7 @@ function handleFor(driver: Driver, opts: OpenDatabaseOptions): DatabaseHandle {
       // The timeout is not only for slow queries: postgres.js's end() never settles for a connection that
       // lost its socket mid-query (porsager/postgres#1097), so it is the bound on shutdown after a DB outage.
       clearInterval(vacuum)
-      closing ??= driver.kind === 'postgres' ? driver.client.end({ timeout: 2 }) : driver.client.close()
+      closing ??= (driver.kind === 'postgres' ? driver.client.end({ timeout: 2 }) : driver.client.close()).finally(() => unlock?.())
       return closing
     },
   }

@@ -1,0 +1,104 @@
+/**
+ * One process at a time on an embedded database directory. PGlite is a single-user Postgres: a second process
+ * (or a second open in the same process) on the same files writes over the first's and corrupts them, and
+ * PGlite itself does not check. Like Postgres's postmaster.pid, a lock file names the holder; a file whose
+ * holder is gone (a crash, a restart of the same process image, a container's PID 1 again) is taken over.
+ */
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+
+/** this runtime's open locks, kept on globalThis: `bun --hot` re-evaluates modules but keeps the process */
+const HELD: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('voicehelper.dataDirLocks')] ??= new Set<string>()) as Set<string>
+
+export class DataDirInUse extends Error {
+  constructor(
+    readonly dataDir: string,
+    readonly pid: number,
+  ) {
+    super(
+      pid === process.pid
+        ? `the embedded database in DATA_DIR ${dataDir} is already open in this process`
+        : `the embedded database in DATA_DIR ${dataDir} is in use by process ${pid}: one gateway process per DATA_DIR (set DATABASE_URL to share a Postgres between instances)`,
+    )
+    this.name = 'DataDirInUse'
+  }
+}
+
+/** the kernel's start time of a process (Linux), which a reused pid does not share; undefined elsewhere */
+function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // the command name (field 2) may hold spaces and parentheses: count from the last ')'
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+const ownToken = () => `${process.pid} ${startTimeOf(process.pid) ?? ''}`.trim()
+
+/** the holder a lock file names, when that process still runs (and is not this process's earlier image) */
+function liveHolder(path: string): number | undefined {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch {
+    return undefined
+  }
+  const [pidText, started] = text.trim().split(' ')
+  const pid = Number(pidText)
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined
+  // this pid but not in HELD (checked first): an earlier image of this process (`bun --watch` re-execs in place)
+  if (pid === process.pid) return undefined
+  if (!alive(pid)) return undefined
+  const now = startTimeOf(pid)
+  return started && now && started !== now ? undefined : pid
+}
+
+/** takes the lock of the embedded database in `dataDir` or throws DataDirInUse; the returned function lets it go */
+export function lockDataDir(dataDir: string): () => void {
+  const path = join(dataDir, 'pglite.lock')
+  for (let attempt = 0; ; attempt++) {
+    if (HELD.has(path)) throw new DataDirInUse(dataDir, process.pid)
+    try {
+      const fd = openSync(path, 'wx', 0o600)
+      try {
+        writeSync(fd, `${ownToken()}\n`)
+      } finally {
+        closeSync(fd)
+      }
+      HELD.add(path)
+      return () => release(path)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+    const holder = liveHolder(path)
+    if (holder !== undefined) throw new DataDirInUse(dataDir, holder)
+    // stale: remove it and try again (another starter may take it first; then it is theirs)
+    if (attempt >= 3) throw new DataDirInUse(dataDir, Number(readFileSync(path, 'utf8').split(' ')[0]) || 0)
+    try {
+      unlinkSync(path)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+  }
+}
+
+function release(path: string): void {
+  if (!HELD.delete(path)) return
+  try {
+    // only our own file: a successor that took over a lock we had lost keeps theirs
+    if (readFileSync(path, 'utf8').trim() === ownToken()) unlinkSync(path)
+  } catch {
+    // already gone
+  }
+}
