@@ -4,7 +4,7 @@
  * PGlite itself does not check. Like Postgres's postmaster.pid, a lock file names the holder; a file whose
  * holder is gone (a crash, a restart of the same process image, a container's PID 1 again) is taken over.
  */
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /** this runtime's open locks, kept on globalThis: `bun --hot` re-evaluates modules but keeps the process */
@@ -69,21 +69,22 @@ export function lockDataDir(dataDir: string): () => void {
   const path = join(dataDir, 'pglite.lock')
   for (let attempt = 0; ; attempt++) {
     if (HELD.has(path)) throw new DataDirInUse(dataDir, process.pid)
+    // written aside, then linked into place: the lock appears whole (link fails if it exists), never half-written
+    const aside = `${path}.${process.pid}`
+    writeFileSync(aside, `${ownToken()}\n`, { mode: 0o600 })
     try {
-      const fd = openSync(path, 'wx', 0o600)
-      try {
-        writeSync(fd, `${ownToken()}\n`)
-      } finally {
-        closeSync(fd)
-      }
+      linkSync(aside, path)
       HELD.add(path)
       return () => release(path)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    } finally {
+      unlinkSync(aside)
     }
     const holder = liveHolder(path)
     if (holder !== undefined) throw new DataDirInUse(dataDir, holder)
-    // stale: remove it and try again (another starter may take it first; then it is theirs)
+    // stale: remove it and try again (another starter may take it first; then it is theirs — only two starting
+    // within the same instant on a stale lock could both remove it, which a lock file cannot rule out)
     if (attempt >= 3) throw new DataDirInUse(dataDir, Number(readFileSync(path, 'utf8').split(' ')[0]) || 0)
     try {
       unlinkSync(path)
