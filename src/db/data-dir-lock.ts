@@ -3,9 +3,15 @@
  * (or a second open in the same process) on the same files writes over the first's and corrupts them, and
  * PGlite itself does not check. Like Postgres's postmaster.pid, a lock file names the holder; a file whose
  * holder is gone (a crash, a restart of the same process image, a container's PID 1 again) is taken over.
+ * A holder on another host (a volume shared between containers, whose pids this one cannot see) is told by the
+ * file's age: the holder touches it every HEARTBEAT_MS, and one untouched for STALE_MS is taken over.
  */
-import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
+import { linkSync, readFileSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
+
+export const HEARTBEAT_MS = 2_000
+export const STALE_MS = 10_000
 
 /** this runtime's open locks, kept on globalThis: `bun --hot` re-evaluates modules but keeps the process */
 const HELD: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('voicehelper.dataDirLocks')] ??= new Set<string>()) as Set<string>
@@ -13,12 +19,13 @@ const HELD: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('v
 export class DataDirInUse extends Error {
   constructor(
     readonly dataDir: string,
-    readonly pid: number,
+    readonly holder: Holder,
   ) {
+    const who = holder.host === hostname() ? `process ${holder.pid}` : `process ${holder.pid} on host ${holder.host}`
     super(
-      pid === process.pid
+      holder.pid === process.pid && holder.host === hostname()
         ? `the embedded database in DATA_DIR ${dataDir} is already open in this process`
-        : `the embedded database in DATA_DIR ${dataDir} is in use by process ${pid}: one gateway process per DATA_DIR (set DATABASE_URL to share a Postgres between instances)`,
+        : `the embedded database in DATA_DIR ${dataDir} is in use by ${who}: one gateway process per DATA_DIR (set DATABASE_URL to share a Postgres between instances)`,
     )
     this.name = 'DataDirInUse'
   }
@@ -44,38 +51,59 @@ function alive(pid: number): boolean {
   }
 }
 
-const ownToken = () => `${process.pid} ${startTimeOf(process.pid) ?? ''}`.trim()
+interface Holder {
+  pid: number
+  host: string
+}
 
-/** the holder a lock file names, when that process still runs (and is not this process's earlier image) */
-function liveHolder(path: string): number | undefined {
+/** `<pid> <host> <start time>` (the start time absent where /proc is) */
+const ownToken = () => `${process.pid} ${hostname()} ${startTimeOf(process.pid) ?? ''}`.trim()
+
+/** the holder a lock file names, while it holds it: its process still runs (and is not this process's earlier image) */
+function liveHolder(path: string): Holder | undefined {
   let text: string
+  let touchedAt: number
   try {
     text = readFileSync(path, 'utf8')
+    touchedAt = statSync(path).mtimeMs
   } catch {
     return undefined
   }
-  const [pidText, started] = text.trim().split(' ')
+  const [pidText, host = '', started] = text.trim().split(' ')
   const pid = Number(pidText)
   if (!Number.isSafeInteger(pid) || pid <= 0) return undefined
+  if (host !== hostname()) return Date.now() - touchedAt < STALE_MS ? { pid, host } : undefined
   // this pid but not in HELD (checked first): an earlier image of this process (`bun --watch` re-execs in place)
   if (pid === process.pid) return undefined
   if (!alive(pid)) return undefined
   const now = startTimeOf(pid)
-  return started && now && started !== now ? undefined : pid
+  return started && now && started !== now ? undefined : { pid, host }
 }
 
 /** takes the lock of the embedded database in `dataDir` or throws DataDirInUse; the returned function lets it go */
 export function lockDataDir(dataDir: string): () => void {
   const path = join(dataDir, 'pglite.lock')
   for (let attempt = 0; ; attempt++) {
-    if (HELD.has(path)) throw new DataDirInUse(dataDir, process.pid)
+    if (HELD.has(path)) throw new DataDirInUse(dataDir, { pid: process.pid, host: hostname() })
     // written aside, then linked into place: the lock appears whole (link fails if it exists), never half-written
     const aside = `${path}.${process.pid}`
     writeFileSync(aside, `${ownToken()}\n`, { mode: 0o600 })
     try {
       linkSync(aside, path)
       HELD.add(path)
-      return () => release(path)
+      const heartbeat = setInterval(() => {
+        const at = new Date()
+        try {
+          utimesSync(path, at, at)
+        } catch {
+          // removed under us: the next start takes it
+        }
+      }, HEARTBEAT_MS)
+      heartbeat.unref()
+      return () => {
+        clearInterval(heartbeat)
+        release(path)
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     } finally {
@@ -85,7 +113,7 @@ export function lockDataDir(dataDir: string): () => void {
     if (holder !== undefined) throw new DataDirInUse(dataDir, holder)
     // stale: remove it and try again (another starter may take it first; then it is theirs — only two starting
     // within the same instant on a stale lock could both remove it, which a lock file cannot rule out)
-    if (attempt >= 3) throw new DataDirInUse(dataDir, Number(readFileSync(path, 'utf8').split(' ')[0]) || 0)
+    if (attempt >= 3) throw new DataDirInUse(dataDir, { pid: Number(readFileSync(path, 'utf8').split(' ')[0]) || 0, host: '?' })
     try {
       unlinkSync(path)
     } catch (err) {

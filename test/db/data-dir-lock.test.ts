@@ -4,11 +4,12 @@
  * first's files. A lock left by a process that is gone is taken over.
  */
 import { afterAll, describe, expect, test } from 'bun:test'
-import { existsSync, writeFileSync } from 'node:fs'
+import { existsSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { DataDirInUse, openDatabase } from '../../src/db'
+import { HEARTBEAT_MS, STALE_MS } from '../../src/db/data-dir-lock'
 import { rejectionOf } from '../helpers/rejection'
 
 const dataDir = await mkdtemp(join(tmpdir(), 'vh-lock-'))
@@ -58,12 +59,29 @@ describe('the embedded database directory', () => {
 
   test("a lock naming this pid from an earlier image of the process, or a reused pid, is stale", async () => {
     // `bun --watch` re-execs in place (same pid); a container's gateway is pid 1 on every start
-    writeFileSync(lockFile, `${process.pid} 1\n`)
+    writeFileSync(lockFile, `${process.pid} ${hostname()} 1\n`)
     const a = await openDatabase({ dataDir })
     await a.close()
     // a live process whose start time is not the one the lock recorded: its pid was reused
-    writeFileSync(lockFile, `${process.ppid} 1\n`)
+    writeFileSync(lockFile, `${process.ppid} ${hostname()} 1\n`)
     const b = await openDatabase({ dataDir })
     await b.close()
+  }, 60_000)
+
+  test('a holder on another host (a shared volume) holds it while it touches the file; untouched, it is stale', async () => {
+    writeFileSync(lockFile, '1 other-container 4242\n')
+    const refused = await rejectionOf(openDatabase({ dataDir }))
+    expect((refused as Error).message).toContain('in use by process 1 on host other-container')
+    const old = new Date(Date.now() - STALE_MS - 1000)
+    utimesSync(lockFile, old, old)
+    const db = await openDatabase({ dataDir })
+    try {
+      // held: the file is touched as long as it is open
+      utimesSync(lockFile, old, old)
+      await Bun.sleep(HEARTBEAT_MS + 500)
+      expect(Date.now() - statSync(lockFile).mtimeMs).toBeLessThan(HEARTBEAT_MS + 1000)
+    } finally {
+      await db.close()
+    }
   }, 60_000)
 })
