@@ -42,6 +42,7 @@ const EnvSchema = T.Object({
   ALGO_FIRST_BYTE_TIMEOUT_MS: T.Integer({ default: 30_000, minimum: 100 }),
   ALGO_IDLE_TIMEOUT_MS: T.Integer({ default: 60_000, minimum: 100 }),
   READY_CHECK_TIMEOUT_MS: T.Integer({ default: 1000, minimum: 50, maximum: 30_000 }),
+  DB_STATEMENT_TIMEOUT_S: T.Integer({ default: 30, minimum: 0, maximum: 86_400, description: 'Postgres: a statement running longer is cancelled, a 503 to its request (0 = no limit; migrations have none)' }),
   PGLITE_VACUUM_INTERVAL_S: T.Integer({ default: 600, minimum: 0, maximum: 86_400, description: 'embedded PGlite has no autovacuum: VACUUM (ANALYZE) this often (0 = never)' }),
   CHAT_PING_INTERVAL_MS: T.Integer({ default: 15_000, minimum: 10, maximum: 120_000, description: 'SSE `: ping` period while the upstream is silent' }),
   CHAT_DISCONNECT_GRACE_S: T.Number({ default: 15, minimum: 0, maximum: 600, description: 'how long a stream nobody watches keeps running, waiting for a resume' }),
@@ -77,6 +78,8 @@ export interface Config {
   readonly jwtSecretGenerated: boolean
   readonly dataDir: string
   readonly pgliteVacuumIntervalMs: number
+  /** Postgres only; 0 = no limit */
+  readonly dbStatementTimeoutMs: number
   /** ['*'] allows every origin (development default) */
   readonly corsOrigins: readonly string[]
   readonly otelEndpoint?: string
@@ -188,6 +191,7 @@ export function loadConfig(raw: RawEnv = process.env): Config {
     jwtSecretGenerated: env.JWT_SECRET === undefined,
     dataDir,
     pgliteVacuumIntervalMs: env.PGLITE_VACUUM_INTERVAL_S * 1000,
+    dbStatementTimeoutMs: env.DB_STATEMENT_TIMEOUT_S * 1000,
     corsOrigins: env.CORS_ORIGINS !== undefined ? splitList(env.CORS_ORIGINS) : production ? [] : ['*'],
     otelEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
     bootstrapAdminEmail: env.BOOTSTRAP_ADMIN_EMAIL.toLowerCase(),

@@ -63,7 +63,7 @@ export async function createDeps(config: Config, overrides: DepsOverrides = {}):
   const metrics = createMetrics()
   const opened: Array<{ close(): Promise<void> }> = []
   try {
-    const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger, pgliteVacuumIntervalMs: config.pgliteVacuumIntervalMs })
+    const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger, pgliteVacuumIntervalMs: config.pgliteVacuumIntervalMs, statementTimeoutMs: config.dbStatementTimeoutMs })
     opened.push(db)
     await migrate(db)
     const boot = await bootstrap(db.db, {

@@ -18,6 +18,9 @@ import { PgliteThread } from './pglite-thread'
 import * as schema from './schema'
 
 export type Schema = typeof schema
+
+/** the gateway's Postgres sessions, as pg_stat_activity names them */
+export const APPLICATION_NAME = 'voicehelper-gateway'
 /** The type every service receives: either driver's database, with the gateway's tables. */
 export type Database = PgDatabase<PgQueryResultHKT, Schema>
 
@@ -46,11 +49,17 @@ export interface OpenDatabaseOptions {
    * space is reused and the planner has statistics. 0 turns it off. @default 600_000
    */
   pgliteVacuumIntervalMs?: number
+  /**
+   * Postgres: a statement running longer is cancelled by the server (SQLSTATE 57014), so a runaway query, or
+   * one a stopped gateway left behind, ends. Migrations run on their own connection without it. 0 = none.
+   * @default 0
+   */
+  statementTimeoutMs?: number
 }
 
 /** The driver-typed database behind a handle, for code that must pick a driver-specific helper (migrations). */
 export type Driver =
-  | { kind: 'postgres'; db: PostgresJsDatabase<Schema>; client: postgres.Sql }
+  | { kind: 'postgres'; db: PostgresJsDatabase<Schema>; client: postgres.Sql; url: string }
   | { kind: 'pglite'; db: PgliteDatabase<Schema>; client: PgliteThread }
 
 const drivers = new WeakMap<DatabaseHandle, Driver>()
@@ -68,6 +77,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseH
   if (url && /^postgres(ql)?:\/\//.test(url)) {
     const client = postgres(url, {
       max: 10,
+      // sent at connect: the gateway's sessions are named in pg_stat_activity, and its statements bounded
+      connection: { application_name: APPLICATION_NAME, ...(opts.statementTimeoutMs && { statement_timeout: opts.statementTimeoutMs }) },
       // fail fast when the server is down instead of queueing requests behind a 30 s connect attempt
       connect_timeout: 3,
       // postgres.js's default waits up to 20 s between reconnects once the server has refused a few (the retry
@@ -75,7 +86,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseH
       backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 0.5) * (0.5 + Math.random() / 2),
       onnotice: () => {},
     })
-    driver = { kind: 'postgres', db: drizzlePostgres({ client, schema }), client }
+    driver = { kind: 'postgres', db: drizzlePostgres({ client, schema }), client, url }
     const u = new URL(url)
     logger?.info({ db: 'postgres', host: u.host, database: u.pathname.slice(1) }, 'database: postgres')
   } else if (url === 'memory://') {

@@ -2,12 +2,16 @@
  * Applies ./drizzle at start. Drizzle's migrator takes no lock, so two instances starting together against
  * one Postgres would both try to create its bookkeeping schema and apply the same migration; a session-level
  * advisory lock, held on a reserved connection for the duration, makes them take turns. (PGlite is one
- * process's private database, so there is nobody to race with.)
+ * process's private database, so there is nobody to race with.) On Postgres the migrations and the lock have
+ * their own two connections, without the pool's statement timeout: an index built over a large table, or the
+ * wait for another instance's migrations, may take longer than any request should.
  */
 import { join } from 'node:path'
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
-import { driverOf, type DatabaseHandle } from './client'
+import postgres from 'postgres'
+import { APPLICATION_NAME, driverOf, type DatabaseHandle } from './client'
 
 /** Resolved from this file, not the cwd, so it works from any directory and inside the container. */
 export const migrationsFolder = join(import.meta.dir, '../../drizzle')
@@ -21,17 +25,27 @@ export async function migrate(handle: DatabaseHandle): Promise<void> {
     await migratePglite(driver.db, { migrationsFolder })
     return
   }
-  // The lock only has to be held while the migrator runs on the pool; holding it on its own reserved
-  // connection means a crash releases it with that connection.
-  const lockConnection = await driver.client.reserve()
+  const client = postgres(driver.url, {
+    max: 2,
+    connect_timeout: 3,
+    onnotice: () => {},
+    connection: { application_name: `${APPLICATION_NAME} migrations`, statement_timeout: 0 },
+  })
   try {
-    await lockConnection`select pg_advisory_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
+    // The lock only has to be held while the migrator runs on the other connection; holding it on its own
+    // reserved connection means a crash releases it with that connection.
+    const lockConnection = await client.reserve()
     try {
-      await migratePostgres(driver.db, { migrationsFolder })
+      await lockConnection`select pg_advisory_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
+      try {
+        await migratePostgres(drizzlePostgres({ client }), { migrationsFolder })
+      } finally {
+        await lockConnection`select pg_advisory_unlock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
+      }
     } finally {
-      await lockConnection`select pg_advisory_unlock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
+      lockConnection.release()
     }
   } finally {
-    lockConnection.release()
+    await client.end({ timeout: 2 })
   }
 }

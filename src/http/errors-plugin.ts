@@ -95,9 +95,12 @@ function toAppError(
       if (sqlState === '22021' || sqlState === '22P05') {
         return new AppError(400, 'VALIDATION_FAILED', 'Text must not contain NUL characters (\\u0000)', undefined, { cause: error })
       }
-      // Postgres went away (refused, reset, shutting down): a retryable 503, not an internal error
-      if (isDatabaseUnreachable(error)) {
-        return new AppError(503, 'SERVICE_UNAVAILABLE', 'The database cannot be reached right now; try again shortly', undefined, {
+      // Postgres went away (refused, reset, shutting down), or cancelled a statement past DB_STATEMENT_TIMEOUT_S
+      // (a lock held elsewhere, an overloaded server): a retryable 503, not an internal error
+      const timedOut = sqlState === '57014'
+      if (timedOut || isDatabaseUnreachable(error)) {
+        const message = timedOut ? 'The database did not answer in time; try again shortly' : 'The database cannot be reached right now; try again shortly'
+        return new AppError(503, 'SERVICE_UNAVAILABLE', message, undefined, {
           cause: error,
           headers: { 'retry-after': '1' },
         })
