@@ -21,6 +21,7 @@ export type Schema = typeof schema
 
 /** the gateway's Postgres sessions, as pg_stat_activity names them */
 export const APPLICATION_NAME = 'voicehelper-gateway'
+
 /** The type every service receives: either driver's database, with the gateway's tables. */
 export type Database = PgDatabase<PgQueryResultHKT, Schema>
 
