@@ -76,17 +76,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseH
   let driver: Driver
   let unlock: (() => void) | undefined
   if (url && /^postgres(ql)?:\/\//.test(url)) {
-    const client = postgres(url, {
-      max: 10,
-      // sent at connect: the gateway's sessions are named in pg_stat_activity, and its statements bounded
-      connection: { application_name: APPLICATION_NAME, ...(opts.statementTimeoutMs && { statement_timeout: opts.statementTimeoutMs }) },
-      // fail fast when the server is down instead of queueing requests behind a 30 s connect attempt
-      connect_timeout: 3,
-      // postgres.js's default waits up to 20 s between reconnects once the server has refused a few (the retry
-      // count is shared by the pool), and queries wait with it: capped here, a request meets a refusal within ~0.5 s
-      backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 0.5) * (0.5 + Math.random() / 2),
-      onnotice: () => {},
-    })
+    const client = postgresClient(url, { max: 10, name: APPLICATION_NAME, statementTimeoutMs: opts.statementTimeoutMs ?? 0 })
     driver = { kind: 'postgres', db: drizzlePostgres({ client, schema }), client, url }
     const u = new URL(url)
     logger?.info({ db: 'postgres', host: u.host, database: u.pathname.slice(1) }, 'database: postgres')
@@ -109,6 +99,21 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<DatabaseH
     throw new Error('database url must start with postgres://, postgresql:// or be memory://')
   }
   return handleFor(driver, opts, unlock)
+}
+
+/** A postgres.js pool as the gateway opens them: its sessions named and (unless 0) its statements bounded. */
+export function postgresClient(url: string, { max, name, statementTimeoutMs }: { max: number; name: string; statementTimeoutMs: number }): postgres.Sql {
+  return postgres(url, {
+    max,
+    // sent at connect: pg_stat_activity names the sessions; 0 also overrides a server-wide default
+    connection: { application_name: name, statement_timeout: statementTimeoutMs },
+    // fail fast when the server is down instead of queueing requests behind a 30 s connect attempt
+    connect_timeout: 3,
+    // postgres.js's default waits up to 20 s between reconnects once the server has refused a few (the retry
+    // count is shared by the pool), and queries wait with it: capped here, a request meets a refusal within ~0.5 s
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 0.5) * (0.5 + Math.random() / 2),
+    onnotice: () => {},
+  })
 }
 
 /** PGlite in its own thread; Drizzle drives it through the part of PGlite's interface the thread provides */

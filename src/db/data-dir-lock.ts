@@ -56,23 +56,26 @@ interface Holder {
   host: string
 }
 
-/** `<pid> <host> <start time>` (the start time absent where /proc is) */
+/** `<pid> <host> <start time>` (no start time where there is no /proc) */
 const ownToken = () => `${process.pid} ${hostname()} ${startTimeOf(process.pid) ?? ''}`.trim()
 
-/** the holder a lock file names, while it holds it: its process still runs (and is not this process's earlier image) */
-function liveHolder(path: string): Holder | undefined {
-  let text: string
-  let touchedAt: number
+/** what a lock file says, and when its holder last touched it; undefined when absent or unreadable */
+function readLock(path: string): (Holder & { started?: string; touchedAt: number }) | undefined {
   try {
-    text = readFileSync(path, 'utf8')
-    touchedAt = statSync(path).mtimeMs
+    const [pidText, host = '', started] = readFileSync(path, 'utf8').trim().split(' ')
+    const pid = Number(pidText)
+    return Number.isSafeInteger(pid) && pid > 0 ? { pid, host, started, touchedAt: statSync(path).mtimeMs } : undefined
   } catch {
     return undefined
   }
-  const [pidText, host = '', started] = text.trim().split(' ')
-  const pid = Number(pidText)
-  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined
-  if (host !== hostname()) return Date.now() - touchedAt < STALE_MS ? { pid, host } : undefined
+}
+
+/** the holder a lock file names, while it holds it: its process still runs (and is not this process's earlier image) */
+function liveHolder(path: string): Holder | undefined {
+  const lock = readLock(path)
+  if (!lock) return undefined
+  const { pid, host, started } = lock
+  if (host !== hostname()) return Date.now() - lock.touchedAt < STALE_MS ? { pid, host } : undefined
   // this pid but not in HELD (checked first): an earlier image of this process (`bun --watch` re-execs in place)
   if (pid === process.pid) return undefined
   if (!alive(pid)) return undefined
@@ -113,7 +116,8 @@ export function lockDataDir(dataDir: string): () => void {
     if (holder !== undefined) throw new DataDirInUse(dataDir, holder)
     // stale: remove it and try again (another starter may take it first; then it is theirs — only two starting
     // within the same instant on a stale lock could both remove it, which a lock file cannot rule out)
-    if (attempt >= 3) throw new DataDirInUse(dataDir, { pid: Number(readFileSync(path, 'utf8').split(' ')[0]) || 0, host: '?' })
+    // it keeps coming back: someone else is taking it as fast as it goes
+    if (attempt >= 3) throw new DataDirInUse(dataDir, readLock(path) ?? { pid: 0, host: hostname() })
     try {
       unlinkSync(path)
     } catch (err) {

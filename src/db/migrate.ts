@@ -10,8 +10,7 @@ import { join } from 'node:path'
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
-import postgres from 'postgres'
-import { APPLICATION_NAME, driverOf, type DatabaseHandle } from './client'
+import { APPLICATION_NAME, driverOf, postgresClient, type DatabaseHandle } from './client'
 
 /** Resolved from this file, not the cwd, so it works from any directory and inside the container. */
 export const migrationsFolder = join(import.meta.dir, '../../drizzle')
@@ -25,12 +24,7 @@ export async function migrate(handle: DatabaseHandle): Promise<void> {
     await migratePglite(driver.db, { migrationsFolder })
     return
   }
-  const client = postgres(driver.url, {
-    max: 2,
-    connect_timeout: 3,
-    onnotice: () => {},
-    connection: { application_name: `${APPLICATION_NAME} migrations`, statement_timeout: 0 },
-  })
+  const client = postgresClient(driver.url, { max: 2, name: `${APPLICATION_NAME} migrations`, statementTimeoutMs: 0 })
   try {
     // The lock only has to be held while the migrator runs on the other connection; holding it on its own
     // reserved connection means a crash releases it with that connection.
