@@ -91,8 +91,8 @@ try {
 
 const median = (xs: number[]) => percentile(xs, 0.5)
 console.log(`\n${new Date().toISOString().slice(0, 10)} — ${machine()}; ${deployed ? 'Postgres + Redis' : 'embedded'}, ${CONCURRENCY} concurrent ${message}, ${SLICES} slices of ${SLICE_S} s each\n`)
-console.log('| gateway | CPU µs per stream (median) | every slice | streams/s (median) |')
-console.log('|---|---:|---|---:|')
+console.log('| gateway | CPU µs per stream (median) | every slice | streams/s (median) | every slice |')
+console.log('|---|---:|---|---:|---|')
 for (const s of subjects) {
-  console.log(`| ${s.name} | ${median(perStream[s.name]!).toFixed(0)} | ${perStream[s.name]!.map((x) => x.toFixed(0)).join(' ')} | ${median(rates[s.name]!).toFixed(0)} |`)
+  console.log(`| ${s.name} | ${median(perStream[s.name]!).toFixed(0)} | ${perStream[s.name]!.map((x) => x.toFixed(0)).join(' ')} | ${median(rates[s.name]!).toFixed(0)} | ${rates[s.name]!.map((x) => x.toFixed(0)).join(' ')} |`)
 }
