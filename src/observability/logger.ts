@@ -49,11 +49,13 @@ function withoutQueryParams(serialized: Record<string, unknown>, err: unknown): 
     .filter((p) => p.length >= 3)
     .sort((a, b) => b.length - a.length)
   const withheld = `params: [${list.length} withheld]`
+  // the statement is the gateway's own text: a value that is also a word of it ("conversation") is not cut out of it
+  const statement = String((err as { query: unknown }).query)
+  const scrubText = (text: string) => values.reduce((out, v) => out.replaceAll(v, '[param]'), text)
   const scrub = (value: unknown): unknown => {
     if (typeof value === 'string') {
-      let out = value.replace(/\nparams: .*/, `\n${withheld}`)
-      for (const v of values) out = out.replaceAll(v, '[param]')
-      return out
+      const out = value.replace(/\nparams: .*/, `\n${withheld}`)
+      return statement.length > 0 ? out.split(statement).map(scrubText).join(statement) : scrubText(out)
     }
     if (Array.isArray(value)) return value.map(scrub)
     if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrub(v)]))

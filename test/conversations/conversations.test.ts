@@ -112,7 +112,11 @@ describe('create, read, update, delete', () => {
       const reply = await alice.get(`${CONV}?${query}`)
       expect({ query, status: reply.status, code: reply.body.code }).toEqual({ query, status: 400, code: 'VALIDATION_FAILED' })
     }
-    for (const [query, field] of [['scope=everyone', 'scope'], ['cursor=bm9wZQ', 'cursor'], [`user_id=${'u'.repeat(65)}`, 'user_id']]) {
+    // a cursor of the right shape whose time is no time (month 13, day 45; year 0; 30 February) is refused, not a 500
+    const forged = ['2024-13-45T99:99:99.000000Z', '0000-01-01T00:00:00.000000Z', '2024-02-30T00:00:00.000000Z'].map(
+      (at) => ['cursor=' + Buffer.from(`${at}|conv_x`).toString('base64url'), 'cursor'],
+    )
+    for (const [query, field] of [['scope=everyone', 'scope'], ['cursor=bm9wZQ', 'cursor'], ...forged, [`user_id=${'u'.repeat(65)}`, 'user_id']]) {
       const reply = await alice.get(`${CONV}?${query}`)
       expect({ query, status: reply.status, code: reply.body.code }).toEqual({ query, status: 400, code: 'VALIDATION_FAILED' })
       expect(reply.body.details[0].field).toBe(field!)

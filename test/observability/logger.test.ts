@@ -39,6 +39,20 @@ test("a failed query is logged with its statement and the driver's reason, witho
   expect(line).toContain('invalid input syntax for type integer')
 })
 
+test("a parameter that is also a word of the statement is withheld from the reason but left in the statement", async () => {
+  const err = await handle.db.execute(sql`select ${'messages'}::timestamptz from messages`).then(
+    () => null,
+    (e: unknown) => e,
+  )
+  const { logger, lines } = capture()
+  logger.error({ err }, 'request failed')
+  const logged = JSON.parse(lines[0]!) as { err: { message: string; query: string } }
+  expect(logged.err.message).toContain('select $1::timestamptz from messages')
+  expect(logged.err.query).toBe('select $1::timestamptz from messages')
+  expect(lines[0]).toContain('[param]') // Postgres quotes the value in its reason
+  expect(lines[0]).not.toContain('"messages"')
+})
+
 test('other errors are logged whole', () => {
   const { logger, lines } = capture()
   logger.error({ err: new TypeError('boom at step 3') }, 'failed')

@@ -18,10 +18,17 @@ export function encodeCursor(position: ListPosition): string {
   return Buffer.from(`${position.updatedAt}|${position.id}`).toString('base64url')
 }
 
+/** a time Postgres takes: a real calendar date and clock time (not 2024-13-45T99:…), from year 1 on */
+function isRealTime(stamp: string): boolean {
+  const ms = stamp.slice(0, 23) + 'Z'
+  const at = Date.parse(ms)
+  return stamp >= '0001' && !Number.isNaN(at) && new Date(at).toISOString() === ms
+}
+
 /** 400 VALIDATION_FAILED naming `cursor` for anything this gateway did not hand out */
 export function decodeCursor(cursor: string): ListPosition {
   const [updatedAt, id, ...rest] = Buffer.from(cursor, 'base64url').toString().split('|')
-  if (rest.length || !updatedAt || !id || !TIMESTAMP.test(updatedAt) || !ID.test(id)) {
+  if (rest.length || !updatedAt || !id || !TIMESTAMP.test(updatedAt) || !isRealTime(updatedAt) || !ID.test(id)) {
     throw new AppError(400, 'VALIDATION_FAILED', 'Invalid cursor', [{ field: 'cursor', in: 'query', message: 'Not a cursor from this list' }])
   }
   return { updatedAt, id }
