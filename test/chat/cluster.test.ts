@@ -59,6 +59,15 @@ describe.skipIf(!hasPostgres || !hasRedis)('chat across two instances (Postgres 
     expect((await cancel(b, id)).status).toBe(404)
   })
 
+  test('the same POST sent to A and B at once and refused (unknown conversation): both get the 404, neither an empty stream', async () => {
+    for (let round = 0; round < 8; round++) {
+      const body = { message: 'into nowhere', conversation_id: 'conv_nope', request_id: rid() }
+      const replies = await Promise.all([a, b, a, b].map((at) => post(at, body)))
+      const seen = await Promise.all(replies.map(async (r) => ({ status: r.status, code: ((await r.json().catch(() => ({}))) as { code?: string }).code })))
+      expect(seen).toEqual(Array.from({ length: 4 }, () => ({ status: 404, code: 'CONVERSATION_NOT_FOUND' })))
+    }
+  })
+
   test('a client that drops from A resumes on B: every event exactly once, in order; the upstream asked once', async () => {
     const id = rid()
     const before = started()

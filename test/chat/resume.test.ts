@@ -65,6 +65,15 @@ describe('idempotent re-POST', () => {
     expect(sim().queriesStarted).toBe(before)
   })
 
+  test('the same POST sent several times at once and refused (unknown conversation): each gets the 404, none an empty stream', async () => {
+    for (let round = 0; round < 5; round++) {
+      const body = { message: 'into nowhere', conversation_id: 'conv_nope', request_id: rid() }
+      const replies = await Promise.all(Array.from({ length: 4 }, () => post(body)))
+      const seen = await Promise.all(replies.map(async (r) => ({ status: r.status, type: r.headers.get('content-type'), code: ((await r.json().catch(() => ({}))) as { code?: string }).code })))
+      expect(seen).toEqual(Array.from({ length: 4 }, () => ({ status: 404, type: expect.stringContaining('application/json'), code: 'CONVERSATION_NOT_FOUND' })))
+    }
+  })
+
   test('a different body, or another user, with the same request_id → 409 IDEMPOTENCY_CONFLICT', async () => {
     const id = rid()
     await new SseReader(await post({ message: 'one [[sim chunks=2]]', request_id: id })).rest()

@@ -32,7 +32,7 @@ import type { MessageWriter } from '../conversations/writer'
 import { EventFeed, watchFeed } from './feed'
 import type { ChatStreamBody } from './model'
 import { Answer, AnswerTooLarge } from './answer'
-import { formatEvent, splitEvents, unixSeconds } from './sse'
+import { formatEvent, PING, splitEvents, unixSeconds } from './sse'
 
 
 /** CHAT_HISTORY_TURNS: prior messages sent upstream with a new question */
@@ -134,7 +134,7 @@ export interface Claim {
 
 /** `fid` names a follower: its watch is renewed every WATCH_RENEW_MS and lapses after WATCH_TTL_MS */
 type ControlMessage = { tenant: string; rid: string } & ({ t: 'cancel' } | { t: 'watch' | 'unwatch'; fid: string })
-type FeedMessage = { from: number; events: string[] } | { count: number; end?: boolean }
+type FeedMessage = { from: number; events: string[] } | { count: number; end?: boolean } | { refused: true }
 
 /** one stream running on this instance */
 class Run extends EventFeed {
@@ -188,6 +188,12 @@ function bodyHash(body: ChatStreamBody): string {
   const canonical = JSON.stringify([body.message, body.conversation_id ?? null, body.stream_id ?? null, body.model, body.temperature, body.max_tokens])
   return Bun.hash(canonical).toString(36)
 }
+
+/** a run given up because another instance holds its request id: a request attached to it asks again */
+const CLAIMED_ELSEWHERE = new Error('the request id is claimed elsewhere')
+
+/** followed, a request id has neither a claim nor events: its stream was refused before it started, or is long gone */
+const NO_STREAM = new Error('no stream under this request id')
 
 /** the question could not be stored: the stream does not start, the request fails (404, 503) */
 class QuestionRefused extends Error {
@@ -646,8 +652,7 @@ export function createChatService(deps: ChatServiceDeps) {
       }
       if (ending === 'refused') {
         // gone from this instance and the store before the request is answered: the same request id, sent again, starts afresh
-        await forgetRefused(run)
-        run.refuse(refusal)
+        await forgetRefused(run, refusal)
       } else {
         run.refuse(new Error('the stream ended before it started')) // nothing, once it started
         await retire(run)
@@ -757,6 +762,7 @@ export function createChatService(deps: ChatServiceDeps) {
     return (await presence.gone([claim.inst])).has(claim.inst)
   }
 
+  /** the stream another instance holds, through the store; rejects with NO_STREAM when there is none */
   async function follow(tenantId: string, requestId: string, after: number, signal: AbortSignal): Promise<ReadableStream<string>> {
     const feed = new EventFeed()
     const logKey = keys.chatEvents(tenantId, requestId)
@@ -778,8 +784,12 @@ export function createChatService(deps: ChatServiceDeps) {
       return filling
     }
 
+    /** rejected with NO_STREAM when the holder refuses the stream before it starts */
+    const refused = Promise.withResolvers<never>()
+    refused.promise.catch(() => {})
     const onFeed = jsonMessages<FeedMessage>((m) => {
-      if ('events' in m) {
+      if ('refused' in m) refused.reject(NO_STREAM)
+      else if ('events' in m) {
         if (m.from > feed.count) void fillFromLog()
         feed.fill(m.from, m.events)
       } else {
@@ -824,6 +834,10 @@ export function createChatService(deps: ChatServiceDeps) {
     const claim = await checkClaim()
     if (claim === 'unknown') {
       // the ticker checks again after FOLLOWER_CHECK_MS
+    } else if (!claim && feed.count === 0) {
+      void unsubscribe()
+      void announce('unwatch')
+      throw NO_STREAM
     } else if (!claim || claim.state === 'ended') {
       // the holder writes the whole log before the claim says ended: read it again, it may have ended meanwhile
       await fillFromLog()
@@ -853,42 +867,68 @@ export function createChatService(deps: ChatServiceDeps) {
       }
       if (c === 'unknown' || (c?.state === 'live' && !(await holderGone(c)))) return
       await fillFromLog()
+      if (!c && feed.count === 0) return refused.reject(NO_STREAM) // refused where it was held, before it started
       if (!c || c.state === 'live') lost()
       feed.finish()
     }, tickMs)
+    const leave = () => {
+      clearInterval(ticker)
+      void unsubscribe()
+      void announce('unwatch')
+    }
 
-    return watchFeed(feed, after, signal, {
-      attached() {},
-      detached() {
-        clearInterval(ticker)
-        void unsubscribe()
-        void announce('unwatch')
-      },
-    })
+    if (!feed.ended && feed.count === 0) {
+      // not started where it is held: answered as the request that started it is, once its question is stored
+      const first = Promise.withResolvers<void>()
+      const waiter = { from: 0, write: (text: string) => text !== PING && first.resolve(), close: () => first.resolve() }
+      const gone = () => first.resolve() // the client left: the stream below is closed at once
+      feed.attach(waiter)
+      signal.addEventListener('abort', gone, { once: true })
+      if (signal.aborted) gone()
+      try {
+        await Promise.race([first.promise, refused.promise])
+      } catch (err) {
+        leave()
+        throw err
+      } finally {
+        feed.detach(waiter)
+        signal.removeEventListener('abort', gone)
+      }
+    }
+    return watchFeed(feed, after, signal, { attached() {}, detached: leave })
   }
 
   function ownedBy(run: { tenantId: string; userId: string }, caller: Pick<Principal, 'tenantId' | 'userId'>): boolean {
     return run.tenantId === caller.tenantId && run.userId === caller.userId
   }
 
-  /** a run that will not start: gone from the map (a re-POST attached meanwhile gets an empty stream), out of the live set */
-  async function giveUp(run: Run, ...pending: Promise<unknown>[]): Promise<void> {
+  /**
+   * A run that will not start, refused with `why`: gone from the map, out of the live set. A request attached to
+   * it meanwhile (the same POST sent twice) is answered with `why` as well.
+   */
+  async function giveUp(run: Run, why: unknown, ...pending: Promise<unknown>[]): Promise<void> {
     const key = runKey(run.tenantId, run.requestId)
     if (runs.get(key) === run) runs.delete(key)
+    run.refuse(why)
     run.finish()
     await Promise.allSettled(pending)
     await releaseConcurrent(run)
   }
 
-  /** a run whose question could not be stored: gone, and its request id may be used again (the client retries) */
-  async function forgetRefused(run: Run): Promise<void> {
-    await giveUp(run)
+  /**
+   * A run refused before it started (its conversation, its question not stored): gone, its request id free again
+   * (the client retries), and a request following it from another instance is told so.
+   */
+  async function forgetRefused(run: Run, why: unknown, ...pending: Promise<unknown>[]): Promise<void> {
+    await giveUp(run, why, ...pending)
     await store.del(keys.chatStream(run.tenantId, run.requestId)).catch(() => {})
+    if (run.remoteWatchers.size > 0) await publishFeed(run, { refused: true })
   }
 
+  /** a store or database failure as a 503; HTTP errors, and NO_STREAM for the caller to decide, as they are */
   function guard<T>(work: Promise<T>): Promise<T> {
     return work.catch((err: unknown) => {
-      throw err instanceof AppError ? err : chatErrors.unavailable(err)
+      throw err instanceof AppError || err === NO_STREAM ? err : chatErrors.unavailable(err)
     })
   }
 
@@ -907,7 +947,16 @@ export function createChatService(deps: ChatServiceDeps) {
         const existing = runs.get(key)
         if (existing) {
           if (!ownedBy(existing, caller) || existing.hash !== hash) throw chatErrors.requestIdInUse()
-          return watchFeed(existing, -1, signal, watchHooks(existing))
+          // the same answer as the request that started it: its stream once the question is stored, or its refusal
+          const started = await existing.ready.then(
+            () => true,
+            (err: unknown) => {
+              if (err === CLAIMED_ELSEWHERE) return false
+              throw err instanceof AppError ? err : chatErrors.unavailable(err)
+            },
+          )
+          if (started) return watchFeed(existing, -1, signal, watchHooks(existing))
+          continue
         }
         if (closing) throw chatErrors.unavailable(new Error('shutting down'))
         const run = new Run(caller.tenantId, caller.userId, requestId, hash)
@@ -921,11 +970,11 @@ export function createChatService(deps: ChatServiceDeps) {
         try {
           claimed = await claiming
         } catch (err) {
-          await giveUp(run, admitted, preparing)
+          await giveUp(run, err, admitted, preparing)
           throw err
         }
         if (!claimed) {
-          await giveUp(run, admitted, preparing)
+          await giveUp(run, CLAIMED_ELSEWHERE, admitted, preparing)
           const held = await guard(readClaim(caller.tenantId, requestId))
           if (!held) {
             if (attempt < 2) continue // it expired between the two reads: claim again
@@ -933,15 +982,19 @@ export function createChatService(deps: ChatServiceDeps) {
           }
           if (held.user !== caller.userId || held.hash !== hash) throw chatErrors.requestIdInUse()
           if (!shared) throw chatErrors.requestIdInUse()
-          return guard(follow(caller.tenantId, requestId, -1, signal))
+          try {
+            return await guard(follow(caller.tenantId, requestId, -1, signal))
+          } catch (err) {
+            if (err === NO_STREAM && attempt < 2) continue // refused where it was held, or expired: ask again here
+            throw err === NO_STREAM ? chatErrors.unavailable(err) : err
+          }
         }
         let prepared: Prepared
         try {
           await admitted
           prepared = await preparing
         } catch (err) {
-          await giveUp(run, admitted, preparing)
-          await store.del(keys.chatStream(caller.tenantId, requestId)).catch(() => {})
+          await forgetRefused(run, err, admitted, preparing)
           throw err
         }
         run.done = produce(run, input, prepared).catch((err: unknown) => {
@@ -960,12 +1013,22 @@ export function createChatService(deps: ChatServiceDeps) {
       const run = runs.get(runKey(caller.tenantId, requestId))
       if (run) {
         if (!ownedBy(run, caller)) throw chatErrors.streamNotFound()
-        return watchFeed(run, after, signal, watchHooks(run))
+        // a stream refused before it started never was one; one given up to another instance's claim is followed there
+        const started = await run.ready.then(
+          () => true,
+          (err: unknown) => {
+            if (err === CLAIMED_ELSEWHERE) return false
+            throw chatErrors.streamNotFound()
+          },
+        )
+        if (started) return watchFeed(run, after, signal, watchHooks(run))
       }
       if (!shared) throw chatErrors.streamNotFound()
       const claim = await guard(readClaim(caller.tenantId, requestId))
       if (!claim || claim.user !== caller.userId) throw chatErrors.streamNotFound()
-      return guard(follow(caller.tenantId, requestId, after, signal))
+      return guard(follow(caller.tenantId, requestId, after, signal)).catch((err: unknown) => {
+        throw err === NO_STREAM ? chatErrors.streamNotFound() : err
+      })
     },
 
     /** stops one of the caller's live streams, on whichever instance holds it; 404 otherwise */
