@@ -1,5 +1,5 @@
 /**
- * Request bodies: JSON only (multipart is left to the routes that take files), bounded in size whether
+ * Request bodies: JSON only (multipart too is refused until a route takes files), bounded in size whether
  * or not the client sends Content-Length, and every failure in the contract's vocabulary.
  */
 import { AppError } from '../errors'
@@ -11,6 +11,8 @@ export function payloadTooLarge(limit: number): AppError {
   return new AppError(413, 'PAYLOAD_TOO_LARGE', `Request body exceeds ${limit} bytes`, { limit_bytes: limit })
 }
 
+const unsupportedType = (type: string) => new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Type ${type} is not supported; send application/json`)
+
 /** Rejects a declared Content-Length over the limit before any byte is read. */
 export function checkDeclaredLength(request: Request, limit: number): void {
   const declared = Number(request.headers.get('content-length') ?? 0)
@@ -18,17 +20,17 @@ export function checkDeclaredLength(request: Request, limit: number): void {
 }
 
 /**
- * Elysia parse hook. Returns undefined for multipart so Elysia's own parser handles it; null for an empty
- * body so that validation (not the parser) reports what is missing.
+ * Elysia parse hook. Returns null for an empty body so that validation (not the parser) reports what is missing.
  */
 export function createJsonBodyParser(limit: number) {
   return async function parseJsonBody({ request, contentType }: { request: Request; contentType: string }) {
     const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
-    if (type === 'multipart/form-data') return undefined
+    // no route takes files: a form would go to Elysia's own parser, which reads a chunked body without a bound
+    if (type === 'multipart/form-data') throw unsupportedType(type)
     const text = await readText(request, limit)
     if (text.trim() === '') return null
     if (type !== '' && !JSON_TYPE.test(type) && type !== 'text/plain') {
-      throw new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Type ${type} is not supported; send application/json`)
+      throw unsupportedType(type)
     }
     let value: unknown
     try {
@@ -45,6 +47,11 @@ export function createJsonBodyParser(limit: number) {
         { field: 'body', in: 'body', message: `expected an object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}` },
       ])
     }
+    if (nestedPast(value, MAX_DEPTH)) {
+      throw new AppError(400, 'VALIDATION_FAILED', `The body must not nest objects or arrays more than ${MAX_DEPTH} deep`, [
+        { field: 'body', in: 'body', message: `nested more than ${MAX_DEPTH} deep` },
+      ])
+    }
     // text that could not be stored (or relayed) as sent is refused here, not silently changed further on
     if (SUSPECT_ESCAPE.test(text)) {
       const at = unstorablePath(value)
@@ -56,6 +63,19 @@ export function createJsonBodyParser(limit: number) {
     }
     return value
   }
+}
+
+/**
+ * Deeper than any route's body goes. Past a few thousand levels Elysia's report of a validation failure overflows
+ * the stack (a 500), so such a body is refused before validation.
+ */
+const MAX_DEPTH = 32
+
+function nestedPast(value: unknown, levels: number): boolean {
+  if (typeof value !== 'object' || value === null) return false
+  if (levels === 0) return true
+  for (const v of Array.isArray(value) ? value : Object.values(value)) if (nestedPast(v, levels - 1)) return true
+  return false
 }
 
 async function readText(request: Request, limit: number): Promise<string> {

@@ -152,6 +152,34 @@ describe('error bodies', () => {
     await expectError(form, 415, 'UNSUPPORTED_MEDIA_TYPE')
   })
 
+  test('multipart/form-data is 415 (no route takes files), declared or chunked, and is not read past the limit', async () => {
+    const form = new FormData()
+    form.set('name', 'x')
+    await expectError(await call('/test/echo', { method: 'POST', body: form }), 415, 'UNSUPPORTED_MEDIA_TYPE')
+    const limit = gw.deps.config.bodyLimitBytes
+    let sent = 0
+    const chunk = new TextEncoder().encode('a'.repeat(64 * 1024))
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent > limit * 8) return controller.close()
+        sent += chunk.byteLength
+        controller.enqueue(chunk)
+      },
+    })
+    const res = await call('/test/echo', { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=x' }, body: stream })
+    expect([413, 415]).toContain(res.status)
+    expect(((await res.json()) as { code: string }).code).toBeOneOf(['PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'])
+    expect(sent).toBeLessThan(limit * 4)
+  })
+
+  test('a value nested thousands deep is a 400, not a 500', async () => {
+    for (const [open, close] of [['[', ']'], ['{"a":', '}']] as const) {
+      const body = `{"name":${open.repeat(5000)}1${close.repeat(5000)}}`
+      const res = await call('/test/echo', jsonRequest('POST', body))
+      await expectError(res, 400, 'VALIDATION_FAILED')
+    }
+  })
+
   test('an unexpected failure is 500 INTERNAL_ERROR with no internals, and logged with its cause', async () => {
     const res = await call('/test/crash')
     const body = await expectError(res, 500, 'INTERNAL_ERROR')
