@@ -75,6 +75,17 @@ describe('login', () => {
     expect((await login(other.email, TEST_PASSWORD)).status).toBe(200)
   })
 
+  test('wrong passwords sent all at once are counted while in flight: no more are tried than the limit; right ones are not counted', async () => {
+    await awayFromWindowEdge(LOGIN_WINDOW_MS, 10_000)
+    const user = await makeUser(gw, { tenantId })
+    const statuses = await Promise.all(Array.from({ length: 40 }, () => login(user.email, 'bad-password').then((r) => r.status)))
+    expect(statuses.filter((s) => s === 401)).toHaveLength(10)
+    expect(statuses.filter((s) => s === 429)).toHaveLength(30)
+    // a successful login gives its count back: more of them than the limit, one after another, all succeed
+    const other = await makeUser(gw, { tenantId })
+    for (let i = 0; i < 12; i++) expect((await login(other.email, TEST_PASSWORD)).status).toBe(200)
+  })
+
   test('failed logins from one client address are throttled across accounts (real socket)', async () => {
     const server = gw.app.listen({ port: 0, hostname: '127.0.0.1' }).server!
     try {

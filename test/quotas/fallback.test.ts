@@ -51,6 +51,8 @@ describe('rate limiter when the store fails', () => {
     expect((await limiter.peek(rule)).degraded).toBe(true)
     await limiter.reset(rule) // never throws, clears the local counter
     expect(await limiter.check(rule)).toMatchObject({ allowed: true, degraded: true, remaining: 2 })
+    await limiter.refund(rule) // never throws, gives back to the local counter
+    expect(await limiter.check(rule)).toMatchObject({ allowed: true, degraded: true, remaining: 2 })
     expect(logger.entries.map((e) => e.level)).toEqual(['warn'])
 
     fail(undefined)

@@ -146,6 +146,11 @@ function rateLimiterSuite(name: string, createStore: () => Promise<Store>): void
       expect(blocked).toMatchObject({ allowed: false, remaining: 0, retryAfterS: 59 })
       await limiter.reset(login)
       expect(await limiter.peek(login)).toMatchObject({ allowed: true, remaining: 3 })
+      // an attempt counted ahead and given back leaves the count where it was
+      await limiter.check(login)
+      await limiter.check(login)
+      await limiter.refund(login)
+      expect(await limiter.peek(login)).toMatchObject({ allowed: true, remaining: 2 })
     })
 
     test('two limiters on one store share the count', async () => {

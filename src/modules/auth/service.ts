@@ -97,14 +97,14 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
       const tenantId = input.tenant_id ?? 'default'
       const email = input.email.trim().toLowerCase()
       const rules = loginRules(tenantId, email, ctx.ip)
-      for (const rule of rules) {
-        const state = await limiter.peek(rule)
-        if (!state.allowed) {
-          await audit.record({ tenantId, actor: { id: null, type: 'anonymous' }, action: 'auth.login', outcome: 'denied', details: { email, reason: 'rate_limited' } }, ctx)
-          throw new AppError(429, 'RATE_LIMITED', 'Too many failed logins; try again later', { retry_after_s: state.retryAfterS }, {
-            headers: rateLimitHeaders(state),
-          })
-        }
+      // counted before the password is checked, and given back if it is right: guesses sent at once are counted
+      // while in flight, so no more of them are tried than the limit
+      const state = await limiter.checkAll(rules)
+      if (!state.allowed) {
+        await audit.record({ tenantId, actor: { id: null, type: 'anonymous' }, action: 'auth.login', outcome: 'denied', details: { email, reason: 'rate_limited' } }, ctx)
+        throw new AppError(429, 'RATE_LIMITED', 'Too many failed logins; try again later', { retry_after_s: state.retryAfterS }, {
+          headers: rateLimitHeaders(state),
+        })
       }
       const [user] = await db
         .select()
@@ -112,10 +112,10 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
         .where(and(eq(users.tenantId, tenantId), sql`lower(${users.email}) = ${email}`))
       const ok = await Bun.password.verify(input.password, user?.passwordHash ?? DUMMY_HASH)
       if (!user || !ok) {
-        await Promise.all(rules.map((r) => limiter.check(r)))
         await audit.record({ tenantId, actor: { id: user?.id ?? null, type: 'anonymous' }, action: 'auth.login', outcome: 'failure', details: { email } }, ctx)
         throw authErrors.invalidCredentials()
       }
+      await Promise.all(rules.map((r) => limiter.refund(r))) // the right password: not a failed login
       if (user.status !== 'active') {
         await audit.record({ tenantId, actor: { id: user.id, type: 'user' }, action: 'auth.login', outcome: 'denied', details: { reason: 'user_disabled' } }, ctx)
         throw authErrors.userDisabled()

@@ -12,8 +12,8 @@ interface Counter {
 }
 
 export interface LocalCounter {
-  /** adds one to key's counter (created for a window ending at expiresAt) and returns the new count */
-  incr(key: string, expiresAt: number, now: number): number
+  /** adds `by` (default 1) to key's counter (created for a window ending at expiresAt) and returns the new count */
+  incr(key: string, expiresAt: number, now: number, by?: number): number
   /** the current count, 0 when the key has none (or its window ended) */
   get(key: string, now: number): number
   delete(key: string): void
@@ -49,14 +49,14 @@ export function createLocalCounter(maxKeys = 10_000): LocalCounter {
   }
 
   return {
-    incr(key, expiresAt, now) {
+    incr(key, expiresAt, now, by = 1) {
       let counter = live(key, now)
       if (!counter) {
         makeRoom(now)
         counter = { count: 0, expiresAt }
         counters.set(key, counter)
       }
-      return ++counter.count
+      return (counter.count += by)
     },
     get: (key, now) => live(key, now)?.count ?? 0,
     delete: (key) => void counters.delete(key),

@@ -79,9 +79,11 @@ export interface RateLimiter {
    * lease holding a token or its window used up); undefined otherwise — then call checkAll.
    */
   tryLeased(rules: readonly RateRule[]): RateResult | undefined
-  /** for login throttling: read a counter without incrementing (allowed = one more would be) … */
+  /** read a counter without incrementing (allowed = one more would be) */
   peek(rule: RateRule): Promise<RateResult>
-  /** … and reset it on success (the current window's counter) */
+  /** for login throttling: give back one count of the current window (an attempt counted ahead that succeeded) … */
+  refund(rule: RateRule): Promise<void>
+  /** … or reset it (the current window's counter) */
   reset(rule: RateRule): Promise<void>
 }
 
@@ -351,6 +353,14 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     return decide(rule, localLimit(rule.limit), local.get(w.key, w.now), w, true, true)
   }
 
+  async function refund(rule: RateRule): Promise<void> {
+    validate(rule)
+    if (rule.limit === 0) return
+    const w = windowOf(rule)
+    const given = await health.attempt('incr', () => store.incr(w.key, -1, rule.windowMs + TTL_MARGIN_MS))
+    if (given === undefined) local.incr(w.key, w.end, w.now, -1)
+  }
+
   async function reset(rule: RateRule): Promise<void> {
     validate(rule)
     if (rule.limit === 0) return
@@ -360,7 +370,7 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     await health.attempt('del', () => store.del(w.key))
   }
 
-  return { check, checkAll, tryLeased, peek, reset }
+  return { check, checkAll, tryLeased, peek, refund, reset }
 }
 
 /** A denial wins (the one that ends last: the caller must wait that long anyway), else the least remaining. */
