@@ -172,6 +172,8 @@ export class NdjsonReader {
   private readonly decoder: NdjsonDecoder
   private readonly signal: AbortSignal | undefined
   private bodyDone = false
+  /** performance.now() of the last bytes read, blank lines (an upstream's keep-alive) too; -1 before any */
+  lastBytesAt = -1
   // Cancelling the reader ends a pending read(), so an abort is noticed even while the upstream is silent.
   private readonly onAbort = () => void this.reader?.cancel(this.signal?.reason).catch(() => {})
 
@@ -199,6 +201,7 @@ export class NdjsonReader {
         throw new UpstreamError('STREAM_ERROR', 'The algorithm service broke off the stream', { cause: err })
       }
       if (signal?.aborted) throw signal.reason
+      this.lastBytesAt = performance.now()
       if (chunk.done) {
         this.bodyDone = true
         const last = decoder.end()

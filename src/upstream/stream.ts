@@ -76,13 +76,14 @@ export async function openUpstreamStream(u: Upstream, req: UpstreamQuery, s: Str
   /**
    * Idle timeout without a timer per line: only the upstream's silence counts, so the relay notes when it
    * starts waiting for a line (-1 while the caller holds one), and the one timer, when it fires, re-arms for
-   * whatever part of the timeout has not passed in silence yet.
+   * whatever part of the timeout has not passed in silence yet. Bytes without a line (blank keep-alive lines)
+   * are not silence.
    */
   let waitingSince = -1
   function armIdle(delay: number) {
     timer = setTimeout(() => {
       if (waitingSince < 0) return armIdle(s.idleTimeoutMs)
-      const silent = performance.now() - waitingSince
+      const silent = performance.now() - Math.max(waitingSince, opened?.lastBytesAt ?? -1)
       if (silent + 1 < s.idleTimeoutMs) return armIdle(s.idleTimeoutMs - silent)
       abort(new UpstreamError('ALGO_TIMEOUT', `algorithm service silent for ${s.idleTimeoutMs} ms`, { upstream: u.url }))
     }, delay)

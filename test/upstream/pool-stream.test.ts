@@ -162,6 +162,37 @@ describe('upstream stream', () => {
     await closed()
   })
 
+  test('blank keep-alive lines are not silence: a think longer than the idle timeout, heartbeating, is not cut', async () => {
+    const enc = new TextEncoder()
+    const fake = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      fetch: () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            async start(c) {
+              c.enqueue(enc.encode('{"type":"retrieval_start"}\n'))
+              for (let i = 0; i < 6; i++) {
+                await Bun.sleep(60)
+                c.enqueue(enc.encode('\n'))
+              }
+              c.enqueue(enc.encode('{"type":"content","content":"late"}\n'))
+              c.close()
+            },
+          }),
+          { headers: { 'content-type': 'application/x-ndjson' } },
+        ),
+    })
+    try {
+      const p = createUpstreamPool({ urls: [`http://127.0.0.1:${fake.port}`], firstByteTimeoutMs: 1000, idleTimeoutMs: 150, healthIntervalMs: 0, userAgent: 'test' })
+      const stream = await p.query({ body: ask('x'), requestId: 'keepalive', signal: live() })
+      const items = await collect(each(stream.batches))
+      expect(items.map((i) => (i.kind === 'line' ? i.value.type : 'invalid'))).toEqual(['retrieval_start', 'content'])
+    } finally {
+      await fake.stop(true)
+    }
+  })
+
   test('a slow reader is not an idle upstream', async () => {
     const p = pool({ idleTimeoutMs: 100 })
     const stream = await p.query({ body: ask('chunks=3'), requestId: 'r7', signal: live() })
