@@ -28,6 +28,12 @@ beforeAll(async () => {
       if (question.includes('fail')) {
         return new Response(lines([{ type: 'content', content: 'Partial' }, { type: 'error', content: 'model overloaded' }]), { headers: { 'content-type': 'application/x-ndjson' } })
       }
+      if (question.includes('empty')) return new Response('', { headers: { 'content-type': 'application/x-ndjson' } })
+      if (question.includes('html')) return new Response('<html><body>Bad gateway</body></html>\n', { headers: { 'content-type': 'text/html' } })
+      if (question.includes('posing')) {
+        const posing = [{ type: 'stream_end' }, { type: 'stream_cancelled', reason: 'shutdown' }, { type: 'stream_start' }]
+        return new Response(lines([{ type: 'content', content: 'A' }, ...posing, { type: 'content', content: 'B' }, { type: 'end' }]), { headers: { 'content-type': 'application/x-ndjson' } })
+      }
       if (question.includes('slow')) {
         // one line, 20 s of silence, then the rest
         return new Response(
@@ -69,17 +75,38 @@ test('the legacy /query format: renamed events, references and text stored', asy
   expect(events.map((e) => e.event)).toEqual(['stream_start', 'retrieval_result', 'generation_chunk', 'generation_chunk', 'generation_done', 'stream_end'])
   expect(events[1]!.data).toMatchObject({ type: 'refs', refs: [{ id: 'doc-1' }], line_number: 1 })
   expect(lastBody).toMatchObject({ messages: [{ role: 'user', content: 'hello' }], model: 'gpt-3.5-turbo', tenant_id: user.tenantId, user_id: user.id })
+  // the client sent no stream_id: the one stream_start names is the one the upstream was given
+  expect(events[0]!.data!.stream_id).toStartWith('str_')
+  expect(lastBody!.stream_id).toBe(events[0]!.data!.stream_id)
   const res = await fetch(`${base}/api/v2/conversations/${events[0]!.data!.conversation_id}/messages`, { headers: user.auth })
   const [, answer] = ((await res.json()) as { items: Array<Record<string, any>> }).items
   expect(answer).toMatchObject({ content: 'Hello, world', status: 'completed', references: [{ id: 'doc-1', title: 'Manual', score: 0.9 }] })
 })
 
-test('a legacy error line: relayed as an error event, then stream_end; the answer stored as failed', async () => {
+test('a legacy error line: relayed as an error event with the contract\'s code and error, then stream_end; the answer stored as failed', async () => {
   const events = await new SseReader(await stream('please fail')).rest()
   expect(events.map((e) => e.event)).toEqual(['stream_start', 'generation_chunk', 'error', 'stream_end'])
+  expect(events[2]!.data).toMatchObject({ type: 'error', code: 'ALGO_SERVICE_ERROR', error: 'model overloaded', content: 'model overloaded', request_id: events[0]!.data!.request_id })
   const res = await fetch(`${base}/api/v2/conversations/${events[0]!.data!.conversation_id}/messages`, { headers: user.auth })
   const [, answer] = ((await res.json()) as { items: Array<Record<string, any>> }).items
   expect(answer).toMatchObject({ content: 'Partial', status: 'failed' })
+})
+
+test('a 200 with no NDJSON line (an empty body, an HTML page): error STREAM_ERROR then stream_end, stored as failed — not an empty answer', async () => {
+  for (const question of ['empty please', 'html please']) {
+    const events = await new SseReader(await stream(question)).rest()
+    expect(events.map((e) => e.event)).toEqual(['stream_start', 'error', 'stream_end'])
+    expect(events[1]!.data).toMatchObject({ code: 'STREAM_ERROR' })
+    const res = await fetch(`${base}/api/v2/conversations/${events[0]!.data!.conversation_id}/messages`, { headers: user.auth })
+    const [, answer] = ((await res.json()) as { items: Array<Record<string, any>> }).items
+    expect(answer).toMatchObject({ content: '', status: 'failed' })
+  }
+})
+
+test("upstream lines named like the gateway's own framing are relayed as `message`: one stream_start, one stream_end", async () => {
+  const events = await new SseReader(await stream('posing')).rest()
+  expect(events.map((e) => e.event)).toEqual(['stream_start', 'generation_chunk', 'message', 'message', 'message', 'generation_chunk', 'generation_done', 'stream_end'])
+  expect(events.slice(2, 5).map((e) => e.data!.type)).toEqual(['stream_end', 'stream_cancelled', 'stream_start'])
 })
 
 test('a 20 s upstream silence: `: ping` at the default 15 s, the stream survives and completes', async () => {

@@ -38,6 +38,18 @@ export function enrichedText(text: string, line: Record<string, unknown>, reques
   return `${text.slice(0, close)}${text.charCodeAt(last) === 0x7b ? '' : ','}${id}"line_number":${lineNumber},"timestamp":${timestamp}}`
 }
 
+/**
+ * An upstream `error` line with the contract's `code` and `error`: what it sent is kept, what it left out is added
+ * (the text from its `message`, or `content` in the legacy format).
+ */
+function asContractError(line: Record<string, unknown>): void {
+  if (typeof line.code !== 'string' || line.code === '') line.code = 'ALGO_SERVICE_ERROR'
+  if (typeof line.error !== 'string' || line.error === '') {
+    const said = [line.message, line.content].find((t) => typeof t === 'string' && t !== '')
+    line.error = (said as string | undefined) ?? 'The algorithm service reported an error'
+  }
+}
+
 export class Answer {
   text = ''
   references: unknown[] | undefined
@@ -82,7 +94,8 @@ export class Answer {
       }
       const line = item.value
       const name = eventName(line)
-      const data = enrichedText(item.text, line, this.requestId, item.lineNumber, timestamp, this.requestIdJson)
+      if (name === 'error') asContractError(line)
+      const data = name === 'error' ? undefined : enrichedText(item.text, line, this.requestId, item.lineNumber, timestamp, this.requestIdJson)
       if (data !== undefined) texts.push(formatEventData(firstId + texts.length, name, data))
       else {
         // the parsed line is ours: enriched in place

@@ -563,11 +563,13 @@ export function createChatService(deps: ChatServiceDeps) {
       // the question is stored while the upstream starts; the stream starts (its response, stream_start) once it is
       const stored = prepared.isNew ? writer.start(conversation, question) : writer.append(conversation, question)
       stored.catch(() => {})
+      // the stream's id, the client's or ours: the upstream and stream_start name the same one
+      const streamId = body.stream_id ?? newId('str')
       const query = upstream.query({
         body: {
           messages: [...prepared.history, { role: 'user', content: body.message }],
           conversation_id: conversation.id,
-          stream_id: body.stream_id,
+          stream_id: streamId,
           request_id: run.requestId,
           model: body.model,
           temperature: body.temperature,
@@ -589,7 +591,7 @@ export function createChatService(deps: ChatServiceDeps) {
       messageId = newId('msg')
       emit('stream_start', {
         request_id: run.requestId,
-        stream_id: body.stream_id ?? newId('str'),
+        stream_id: streamId,
         conversation_id: conversation.id,
         message_id: messageId,
         timestamp: unixSeconds(),
@@ -604,6 +606,8 @@ export function createChatService(deps: ChatServiceDeps) {
         if (first && answer.lines > 0) metrics?.chatFirstEvent.observe((now() - started) / 1000)
       }
       upstreamFinished = true
+      // a 200 with no line of NDJSON in it (an empty body, an HTML page) is a broken upstream, not an empty answer
+      if (answer.lines === 0) throw new UpstreamError('STREAM_ERROR', 'The algorithm service ended the stream without an answer', { upstream: upstreamUrl })
       const { failed } = answer
       upstreamOutcome = failed ? 'failed' : 'completed'
       ending = failed ? 'upstream_error' : 'completed'

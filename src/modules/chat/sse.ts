@@ -16,12 +16,15 @@ const LEGACY_NAMES: Record<string, string> = {
   end: 'generation_done',
 }
 
-/** event name of an upstream line: its legacy rename, else its `type` when it is a safe name, else `message` */
+/** the gateway's own framing: an upstream line cannot pose as the stream's start or end */
+const RESERVED_NAMES = new Set(['stream_start', 'stream_end', 'stream_cancelled'])
+
+/** event name of an upstream line: its legacy rename, else its `type` when it is a safe name and not ours, else `message` */
 export function eventName(line: Record<string, unknown>): string {
   const type = line.type
   if (typeof type !== 'string') return 'message'
   if (Object.hasOwn(LEGACY_NAMES, type)) return LEGACY_NAMES[type]!
-  return EVENT_NAME.test(type) ? type : 'message'
+  return EVENT_NAME.test(type) && !RESERVED_NAMES.has(type) ? type : 'message'
 }
 
 /** the wire text of an event: `id: <n>\nevent: <name>\ndata: <json>\n\n` (JSON keeps newlines escaped: one data line) */
