@@ -4,6 +4,7 @@ import { eq } from 'drizzle-orm'
 import { users } from '../../src/db/schema'
 import { createTestApp, jsonRequest, type TestApp } from '../helpers/app'
 import { makeUser } from '../helpers/identity'
+import { eventually } from '../helpers/wait'
 import { adminWorld, as, auditRows, collectPages } from './helpers'
 
 let gw: TestApp
@@ -138,6 +139,21 @@ describe('update', () => {
 
     await as(gw, world.admin).patch(`/users/${target.id}`, { status: 'active' })
     expect((await me.get('/api/v2/auth/me')).status).toBe(200)
+  })
+
+  test("a role change that takes away a live connection's permission ends it; one that keeps it does not", async () => {
+    const target = await makeUser(gw, { tenantId: world.tenantId })
+    const ended: string[] = []
+    const unregister = gw.deps.identity.live.register({ id: `v-${target.id}`, kind: 'voice', tenantId: world.tenantId, userId: target.id, permission: 'voice:write', startedAt: Date.now(), end: (r) => ended.push(r) })
+    const admin = as(gw, world.admin)
+    expect((await admin.patch(`/users/${target.id}`, { username: 'renamed' })).status).toBe(200)
+    expect((await admin.patch(`/users/${target.id}`, { roles: ['user', 'admin'] })).status).toBe(200)
+    await Bun.sleep(100)
+    expect(ended).toEqual([])
+    expect((await admin.patch(`/users/${target.id}`, { roles: [] })).status).toBe(200)
+    await eventually(() => ended.length > 0, 1_000)
+    expect(ended).toEqual(['token_revoked'])
+    unregister()
   })
 
   test('PUT /users/:id/permissions → direct grants replaced and effective on the next request', async () => {

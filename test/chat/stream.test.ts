@@ -305,4 +305,17 @@ describe('ending a stream early', () => {
     expect(cancelled.data!.reason).toBe('token_revoked')
     await eventually(() => sim().queriesOpen === 0)
   })
+
+  test('taking chat:write away from a user (their roles changed) ends their stream with token_revoked', async () => {
+    const victim = await chatUser(gw)
+    const reader = new SseReader(await stream({ message: 'long [[sim chunks=100 delay_ms=30]]' }, victim))
+    await reader.until('generation_chunk')
+    const { users } = await import('../../src/db/schema')
+    const { eq } = await import('drizzle-orm')
+    await gw.deps.db.db.update(users).set({ roles: [] }).where(eq(users.id, victim.id))
+    await gw.deps.identity.bus.publish({ t: 'user', tenant: victim.tenantId, id: victim.id }) // as the admin routes do
+    const cancelled = await reader.until('stream_cancelled')
+    expect(cancelled.data!.reason).toBe('token_revoked')
+    await eventually(() => sim().queriesOpen === 0)
+  })
 })

@@ -3,7 +3,7 @@
  * user_id, jti) → not revoked (fail closed when the store cannot answer) → user exists and is active →
  * tenant active → X-Tenant-ID rules. Permission checks follow in the plugin.
  */
-import { type AccessSubject, roleGrants } from '../access'
+import { type AccessSubject, decide, roleGrants } from '../access'
 import type { ApiKeys } from './api-keys'
 import { API_KEY_PREFIX } from './api-keys'
 import { authErrors } from './errors'
@@ -64,6 +64,26 @@ function rethrow(outcome: { error?: unknown }): void {
 /** Verified tokens kept so that each token pays for signature verification (~45 µs with jose) once. */
 const VERIFIED_CACHE_MAX = 20_000
 
+/** what the access decision reads of a user in their tenant */
+function accessSubject(user: IdentityUser, tenant: IdentityTenant): AccessSubject {
+  return { userId: user.id, roles: user.roles, directGrants: user.permissions, roleGrants: roleGrants(user.roles, tenant.customRoles), tenantGrants: tenant.grants }
+}
+
+/**
+ * Whether a user (through an API key: within its grants) still holds `permission` as their account stands now:
+ * false once the user or their tenant is no longer active. For connections that outlive their request.
+ */
+export function createGrantCheck(identity: IdentityCache) {
+  return async function holds(who: { userId: string; keyGrants?: readonly string[] }, permission: string): Promise<boolean> {
+    const user = await identity.user(who.userId)
+    if (!user || user.status !== 'active') return false
+    const tenant = await identity.tenant(user.tenantId)
+    if (!tenant || tenant.status !== 'active') return false
+    const subject = accessSubject(user, tenant)
+    return decide(who.keyGrants ? { ...subject, keyGrants: who.keyGrants } : subject, permission).allowed
+  }
+}
+
 export function createAuthenticator({ tokens, revocation, identity, apiKeys }: AuthenticatorDeps) {
   const verified = new Map<string, AccessClaims>()
 
@@ -95,16 +115,7 @@ export function createAuthenticator({ tokens, revocation, identity, apiKeys }: A
   function subjectOf(user: IdentityUser, tenant: IdentityTenant, keyGrants?: readonly string[]): AccessSubject {
     let memo = subjects.get(user)
     if (memo?.tenant !== tenant) {
-      memo = {
-        tenant,
-        subject: {
-          userId: user.id,
-          roles: user.roles,
-          directGrants: user.permissions,
-          roleGrants: roleGrants(user.roles, tenant.customRoles),
-          tenantGrants: tenant.grants,
-        },
-      }
+      memo = { tenant, subject: accessSubject(user, tenant) }
       subjects.set(user, memo)
     }
     return keyGrants ? { ...memo.subject, keyGrants } : memo.subject

@@ -9,7 +9,7 @@ import type { Store } from '../../store'
 import { createAudit } from '../audit/service'
 import { createRateLimiter } from '../quotas'
 import { createApiKeys } from './api-keys'
-import { createAuthenticator } from './authenticate'
+import { createAuthenticator, createGrantCheck } from './authenticate'
 import { createIdentityCache } from './identity-cache'
 import { createInvalidationBus } from './invalidation'
 import { createLiveConnections } from './live-connections'
@@ -26,7 +26,7 @@ export async function createIdentityStack({ config, db, store, logger }: { confi
   const apiKeys = createApiKeys({ db, bus })
   const limiter = createRateLimiter({ store, logger })
   const audit = createAudit({ db, logger })
-  const live = createLiveConnections(bus)
+  const live = createLiveConnections(bus, createGrantCheck(identity), logger)
   const authenticate = createAuthenticator({ tokens, revocation, identity, apiKeys })
   const service = createAuthService({ db, tokens, revocation, identity, limiter, audit })
   return {

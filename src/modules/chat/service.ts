@@ -472,6 +472,8 @@ export function createChatService(deps: ChatServiceDeps) {
       jti: caller.jti,
       apiKeyId: caller.apiKeyId,
       conversationId: conversation.id,
+      permission: 'chat:write',
+      keyGrants: caller.subject.keyGrants,
       startedAt: started,
       end: (reason) => run.stop(reason),
     })

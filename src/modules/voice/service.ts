@@ -362,6 +362,8 @@ export function createVoiceService(deps: VoiceServiceDeps) {
           jti: principal.jti,
           apiKeyId: principal.apiKeyId,
           conversationId: admission.conversationId,
+          permission: 'voice:write',
+          keyGrants: principal.subject.keyGrants,
           startedAt: Date.now(),
           end: (reason) => session.end(reason === 'admin_ended' ? 'deleted' : 'token_revoked'),
         }),
