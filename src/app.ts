@@ -79,7 +79,7 @@ export function createApp(deps: Deps) {
       }),
     )
     .use(opsModule(deps))
-    .use(authModule({ auth, service: identity.service, apiKeys: identity.apiKeys }))
+    .use(authModule({ auth, service: identity.service, apiKeys: identity.apiKeys, audit: identity.audit }))
     .use(adminModule({ auth, deps }))
     .use(conversationsModule({ auth, deps }))
     .use(chatModule({ auth, deps }))

@@ -1,6 +1,6 @@
 /** The auth routes through the whole app: what a client of /api/v2/auth and /api/v2/api-keys sees. */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { and, eq } from 'drizzle-orm'
+import { and, eq, like } from 'drizzle-orm'
 import { auditLogs } from '../../src/db/schema'
 import { createTestApp, jsonRequest, TEST_JWT_SECRET, type TestApp } from '../helpers/app'
 import { awayFromWindowEdge, makeTenant, makeUser, TEST_PASSWORD } from '../helpers/identity'
@@ -251,6 +251,23 @@ describe('API keys', () => {
     const after = await gw.request('/api/v2/api-keys', { headers: { 'x-api-key': key.key } })
     expect(after.status).toBe(401)
     expect(((await after.json()) as { code: string }).code).toBe('TOKEN_REVOKED')
+  })
+
+  test('creating and revoking a key is audited, refusals too; the secret is never in the log', async () => {
+    const user = await makeUser(gw, { tenantId })
+    const created = (await (await post('/api/v2/api-keys', { name: 'audited', permissions: ['apikey:read'] }, user.auth)).json()) as { id: string; key: string }
+    await post('/api/v2/api-keys', { name: 'too wide', permissions: ['user:admin'] }, user.auth)
+    expect((await gw.request(`/api/v2/api-keys/${created.id}`, { method: 'DELETE', headers: user.auth })).status).toBe(204)
+    expect((await gw.request('/api/v2/api-keys/key_nope', { method: 'DELETE', headers: user.auth })).status).toBe(404)
+    const rows = await gw.deps.db.db.select().from(auditLogs).where(and(eq(auditLogs.actorId, user.id), like(auditLogs.action, 'apikey.%'))).orderBy(auditLogs.id)
+    expect(rows.map((r) => [r.action, r.outcome, r.targetId])).toEqual([
+      ['apikey.create', 'success', created.id],
+      ['apikey.create', 'denied', null],
+      ['apikey.revoke', 'success', created.id],
+      ['apikey.revoke', 'failure', 'key_nope'],
+    ])
+    expect(rows.every((r) => r.tenantId === tenantId)).toBe(true)
+    expect(JSON.stringify(rows)).not.toContain(created.key)
   })
 
   test('a key can never hold more than its creator; malformed permissions are 400', async () => {

@@ -54,6 +54,18 @@ describe('voice sessions as resources', () => {
     await eventually(async () => ((await (await get(`/api/v2/voice/sessions/${c.init.session_id}`, user)).json()) as Msg).status === 'cancelled')
   })
 
+  test("an admin ending a member's session is audited (whose, and how it ended); ending one's own is not", async () => {
+    const { auditLogs } = await import('../../src/db/schema')
+    const { eq } = await import('drizzle-orm')
+    const mine = await session(g.ws, { headers: user.auth })
+    expect((await del(`/api/v2/voice/sessions/${mine.init.session_id}`, user)).status).toBe(200)
+    const theirs = await session(g.ws, { headers: user.auth })
+    expect((await del(`/api/v2/voice/sessions/${theirs.init.session_id}`, admin)).status).toBe(200)
+    await theirs.closed
+    const rows = await g.gw.deps.db.db.select().from(auditLogs).where(eq(auditLogs.action, 'voice.session.end'))
+    expect(rows.map((r) => [r.actorId, r.targetId, r.outcome, JSON.parse(r.details!)])).toEqual([[admin.id, theirs.init.session_id, 'success', { user_id: user.id, status: 'cancelled' }]])
+  })
+
   test('an admin observes a live session: its events but not audio, then session_ended; plain users may not observe', async () => {
     const c = await session(g.ws, { headers: user.auth })
     expect(await upgradeStatus(g.base, user.auth, `/api/v2/voice/sessions/${c.init.session_id}/observe`)).toMatchObject({ status: 403 })

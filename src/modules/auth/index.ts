@@ -2,14 +2,32 @@
 import { Elysia, t } from 'elysia'
 import { clientInfo } from '../../http/client-info'
 import { idPage } from '../../http/models'
+import { AppError } from '../../errors'
+import type { Audit, AuditContext } from '../audit/service'
 import type { ApiKeys } from './api-keys'
 import { delegableGrants } from '../access'
 import { ApiKeyView, CreateApiKeyBody, LoginBody, LoginResponse, MeResponse, RefreshBody, RegisterBody, TokenPair } from './model'
 import type { authPlugin } from './plugin'
 import type { AuthService } from './service'
+import type { Principal } from './principal'
 
-export function authModule({ auth, service, apiKeys }: { auth: ReturnType<typeof authPlugin>; service: AuthService; apiKeys: ApiKeys }) {
+export function authModule({ auth, service, apiKeys, audit }: { auth: ReturnType<typeof authPlugin>; service: AuthService; apiKeys: ApiKeys; audit: Audit }) {
   const tags = ['Auth']
+  /** an API key created or revoked: one audit row, its outcome included (a refusal as `denied` or `failure`) */
+  async function audited<T>(principal: Principal, ctx: AuditContext, action: string, id: string | undefined, run: () => Promise<T>): Promise<T> {
+    const entry = { tenantId: principal.homeTenantId, actor: { id: principal.userId, type: principal.kind }, action }
+    try {
+      const value = await run()
+      const keyId = id ?? (value as { id?: string } | undefined)?.id
+      await audit.record({ ...entry, target: keyId ? { type: 'api_key', id: keyId } : undefined, outcome: 'success' }, ctx)
+      return value
+    } catch (err) {
+      if (err instanceof AppError && err.status < 500) {
+        await audit.record({ ...entry, target: id ? { type: 'api_key', id } : undefined, outcome: err.status === 403 ? 'denied' : 'failure', details: { code: err.code } }, ctx)
+      }
+      throw err
+    }
+  }
   return new Elysia({ name: 'voicehelper.auth-routes', prefix: '/api/v2' })
     .use(auth)
     .post(
@@ -45,9 +63,12 @@ export function authModule({ auth, service, apiKeys }: { auth: ReturnType<typeof
     })
     .post(
       '/api-keys',
-      async ({ principal, body, set }) => {
+      async ({ principal, body, set, request, server }) => {
+        const key = await audited(principal, clientInfo(request, server), 'apikey.create', undefined, () =>
+          apiKeys.create({ tenantId: principal.homeTenantId, userId: principal.userId, grants: delegableGrants(principal.subject) }, body),
+        )
         set.status = 201
-        return apiKeys.create({ tenantId: principal.homeTenantId, userId: principal.userId, grants: delegableGrants(principal.subject) }, body)
+        return key
       },
       {
         auth: 'apikey:write',
@@ -69,8 +90,8 @@ export function authModule({ auth, service, apiKeys }: { auth: ReturnType<typeof
     )
     .delete(
       '/api-keys/:id',
-      async ({ principal, params, set }) => {
-        await apiKeys.revoke({ tenantId: principal.homeTenantId, userId: principal.userId }, params.id)
+      async ({ principal, params, set, request, server }) => {
+        await audited(principal, clientInfo(request, server), 'apikey.revoke', params.id, () => apiKeys.revoke({ tenantId: principal.homeTenantId, userId: principal.userId }, params.id))
         set.status = 204
       },
       { auth: 'apikey:write', detail: { tags: ['API keys'], summary: 'Revoke an API key' } },

@@ -7,7 +7,9 @@ import type { ServerWebSocket } from 'bun'
 import { Elysia } from 'elysia'
 import type { Deps } from '../../deps'
 import { AppError } from '../../errors'
+import { clientInfo } from '../../http/client-info'
 import { metaOf } from '../../http/errors-plugin'
+import type { Audit } from '../audit/service'
 import { pageFrom } from '../../http/models'
 import { credentialOf } from '../auth/authenticate'
 import type { AuthPlugin } from '../auth/plugin'
@@ -51,9 +53,10 @@ export interface VoiceRoutesDeps {
   voice: VoiceService
   tickets: Tickets
   allowedOrigins: readonly string[]
+  audit: Audit
 }
 
-export function voiceRoutes({ auth, voice, tickets, allowedOrigins }: VoiceRoutesDeps) {
+export function voiceRoutes({ auth, voice, tickets, allowedOrigins, audit }: VoiceRoutesDeps) {
   const anyOrigin = allowedOrigins.includes('*')
   const origins = new Set(allowedOrigins)
 
@@ -163,12 +166,24 @@ export function voiceRoutes({ auth, voice, tickets, allowedOrigins }: VoiceRoute
       response: { 200: VoiceSessionView, ...errors },
       detail: { tags, summary: 'One voice session with its counters (own, or any of the tenant with voice:monitor)' },
     })
-    .delete('/voice/sessions/:id', ({ principal, params }) => voice.end(principal, params.id), {
-      auth: 'voice:read',
-      params: VoiceSessionParams,
-      response: { 200: EndedSession, ...errors },
-      detail: { tags, summary: 'End a live voice session wherever it runs (own, or any of the tenant with voice:monitor)' },
-    })
+    .delete(
+      '/voice/sessions/:id',
+      async ({ principal, params, request, server }) => {
+        const { userId, ...ended } = await voice.end(principal, params.id)
+        // another member's session, ended by a monitor: an administrative act
+        if (userId !== principal.userId) {
+          const entry = { tenantId: principal.tenantId, actor: { id: principal.userId, type: principal.kind }, action: 'voice.session.end' }
+          await audit.record({ ...entry, target: { type: 'voice_session', id: ended.id }, outcome: 'success', details: { user_id: userId, status: ended.status } }, clientInfo(request, server))
+        }
+        return ended
+      },
+      {
+        auth: 'voice:read',
+        params: VoiceSessionParams,
+        response: { 200: EndedSession, ...errors },
+        detail: { tags, summary: 'End a live voice session wherever it runs (own, or any of the tenant with voice:monitor)' },
+      },
+    )
     .ws('/voice/sessions/:id/observe', {
       params: VoiceSessionParams,
       transform: admitUpgrade,
@@ -212,5 +227,5 @@ export function voiceModule({ auth, deps }: { auth: AuthPlugin; deps: Pick<Deps,
     },
   })
   deps.lifecycle.onShutdown(() => voice.shutdown())
-  return voiceRoutes({ auth, voice, tickets: createTickets(deps.store), allowedOrigins: config.voice.allowedOrigins })
+  return voiceRoutes({ auth, voice, tickets: createTickets(deps.store), allowedOrigins: config.voice.allowedOrigins, audit: deps.identity.audit })
 }

@@ -389,13 +389,14 @@ export function createVoiceService(deps: VoiceServiceDeps) {
     async end(caller: Principal, id: string) {
       const row = await visibleRow(caller, id)
       const local = sessions.get(sessionKey(row.tenantId, row.id))
+      const ended = { id: row.id, userId: row.userId, status: STATUS_OF.deleted as VoiceSessionRow['status'] }
       if (local) {
         local.end('deleted')
-        return { id: row.id, status: STATUS_OF.deleted }
+        return ended
       }
-      if (row.status !== 'active' || !(await slots.isLive(row.tenantId, row.id))) return { id: row.id, status: row.status }
+      if (row.status !== 'active' || !(await slots.isLive(row.tenantId, row.id))) return { ...ended, status: row.status }
       await store.publish(channels.voiceControl(), JSON.stringify({ t: 'end', tenant: row.tenantId, id: row.id } satisfies Control))
-      return { id: row.id, status: STATUS_OF.deleted }
+      return ended
     },
 
     get: async (caller: Principal, id: string) => voiceSessionView(await visibleRow(caller, id)),
