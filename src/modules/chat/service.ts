@@ -928,7 +928,8 @@ export function createChatService(deps: ChatServiceDeps) {
   async function forgetRefused(run: Run, why: unknown, ...pending: Promise<unknown>[]): Promise<void> {
     await giveUp(run, why, ...pending)
     await store.del(keys.chatStream(run.tenantId, run.requestId)).catch(() => {})
-    if (run.remoteWatchers.size > 0) await publishFeed(run, { refused: true })
+    // told whether or not its watch has arrived yet: one it missed finds the claim gone when it looks
+    if (shared) await publishFeed(run, { refused: true })
   }
 
   /** a store or database failure as a 503; HTTP errors, and NO_STREAM for the caller to decide, as they are */
@@ -972,6 +973,8 @@ export function createChatService(deps: ChatServiceDeps) {
         const claiming = guard(store.set(keys.chatStream(caller.tenantId, requestId), JSON.stringify(claim), { ttlMs: LIVE_CLAIM_TTL_MS, onlyIfAbsent: true }))
         const admitted = guard(admitConcurrent(run, caller))
         const preparing = prepare(caller, body)
+        // either may fail while another is awaited: each is handled where it is awaited, not reported as unhandled
+        for (const p of [claiming, admitted, preparing]) p.catch(() => {})
         let claimed: boolean
         try {
           claimed = await claiming
