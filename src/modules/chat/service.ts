@@ -955,12 +955,14 @@ export function createChatService(deps: ChatServiceDeps) {
         if (existing) {
           if (!ownedBy(existing, caller) || existing.hash !== hash) throw chatErrors.requestIdInUse()
           // the same answer as the request that started it: its stream once the question is stored, or its refusal
-          const started = await existing.ready.then(
-            () => true,
-            (err: unknown) => {
-              if (err === CLAIMED_ELSEWHERE) return false
-              throw err instanceof AppError ? err : chatErrors.unavailable(err)
-            },
+          const started = await guard(
+            existing.ready.then(
+              () => true,
+              (err: unknown) => {
+                if (err === CLAIMED_ELSEWHERE) return false
+                throw err
+              },
+            ),
           )
           if (started) return watchFeed(existing, -1, signal, watchHooks(existing))
           continue
