@@ -142,7 +142,8 @@ describe('resume', () => {
 
   test("unknown, or another user's, stream → 404; a bad Last-Event-ID → 400", async () => {
     const id = rid()
-    await new SseReader(await post({ message: 'mine [[sim chunks=1]]', request_id: id })).rest()
+    const all = await new SseReader(await post({ message: 'mine [[sim chunks=1]]', request_id: id })).rest()
+    const last = events(all).at(-1)!.id!
     expect((await resume('req-never-seen')).status).toBe(404)
     const other = await chatUser(gw)
     const res = await resume(id, { who: other })
@@ -151,6 +152,15 @@ describe('resume', () => {
     const bad = await resume(id, { lastEventId: 'abc' })
     expect(bad.status).toBe(400)
     expect(await bad.json()).toMatchObject({ code: 'VALIDATION_FAILED' })
+    // the stream's last id is fine (nothing more to send); past it is a 400, ended or live
+    expect(events(await new SseReader(await resume(id, { lastEventId: String(last) })).rest())).toEqual([])
+    const past = await resume(id, { lastEventId: String(last + 1) })
+    expect([past.status, ((await past.json()) as { details: Array<{ field: string }> }).details[0]!.field]).toEqual([400, 'last_event_id'])
+    const live = rid()
+    const reader = new SseReader(await post({ message: 'long [[sim chunks=50 delay_ms=20]]', request_id: live }))
+    await reader.until('generation_chunk')
+    expect((await resume(live, { lastEventId: '999999999' })).status).toBe(400)
+    await reader.rest()
     expect((await fetch(`${base}/api/v2/chat/cancel`, chatRequest(other, { request_id: id }))).status).toBe(404)
     const colleague = await makeUser(gw, { tenantId: user.tenantId })
     expect((await resume(id, { who: colleague })).status).toBe(404)

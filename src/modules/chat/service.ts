@@ -68,6 +68,10 @@ const RUN_OVER = new StreamStop('client_disconnected')
 
 export const chatErrors = {
   streamNotFound: () => new AppError(404, 'STREAM_NOT_FOUND', 'No such stream'),
+  pastTheEnd: (after: number, count: number) =>
+    new AppError(400, 'VALIDATION_FAILED', `Last-Event-ID ${after} is past this stream's last event (${count - 1})`, [
+      { field: 'last_event_id', in: 'header', message: `at most ${count - 1}` },
+    ]),
   requestIdInUse: () => new AppError(409, 'IDEMPOTENCY_CONFLICT', 'request_id is already used by another request'),
   tooManyStreams: (limit: number) =>
     new AppError(429, 'QUOTA_EXCEEDED', `At most ${limit} chat streams at a time`, { quota: 'concurrent_streams_per_user', limit, retry_after_s: 1 }, { headers: { 'Retry-After': '1' } }),
@@ -1032,7 +1036,11 @@ export function createChatService(deps: ChatServiceDeps) {
             throw chatErrors.streamNotFound()
           },
         )
-        if (started) return watchFeed(run, after, signal, watchHooks(run))
+        if (started) {
+          // no client has seen an event this run has not sent: such an id would wait for nothing
+          if (after >= run.count) throw chatErrors.pastTheEnd(after, run.count)
+          return watchFeed(run, after, signal, watchHooks(run))
+        }
       }
       if (!shared) throw chatErrors.streamNotFound()
       const claim = await guard(readClaim(caller.tenantId, requestId))
