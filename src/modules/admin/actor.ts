@@ -24,7 +24,7 @@ export interface Actor {
 }
 
 export interface Target {
-  type: 'user' | 'role' | 'tenant' | 'tenant_permissions' | 'session'
+  type: 'user' | 'role' | 'tenant' | 'tenant_permissions' | 'session' | 'api_key'
   id: string
 }
 

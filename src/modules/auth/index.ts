@@ -2,32 +2,19 @@
 import { Elysia, t } from 'elysia'
 import { clientInfo } from '../../http/client-info'
 import { idPage } from '../../http/models'
-import { AppError } from '../../errors'
-import type { Audit, AuditContext } from '../audit/service'
+import { createAudited } from '../admin/actor'
+import { actorOf } from '../admin/http'
+import type { Audit } from '../audit/service'
 import type { ApiKeys } from './api-keys'
 import { delegableGrants } from '../access'
 import { ApiKeyView, CreateApiKeyBody, LoginBody, LoginResponse, MeResponse, RefreshBody, RegisterBody, TokenPair } from './model'
 import type { authPlugin } from './plugin'
 import type { AuthService } from './service'
-import type { Principal } from './principal'
 
 export function authModule({ auth, service, apiKeys, audit }: { auth: ReturnType<typeof authPlugin>; service: AuthService; apiKeys: ApiKeys; audit: Audit }) {
   const tags = ['Auth']
-  /** an API key created or revoked: one audit row, its outcome included (a refusal as `denied` or `failure`) */
-  async function audited<T>(principal: Principal, ctx: AuditContext, action: string, id: string | undefined, run: () => Promise<T>): Promise<T> {
-    const entry = { tenantId: principal.homeTenantId, actor: { id: principal.userId, type: principal.kind }, action }
-    try {
-      const value = await run()
-      const keyId = id ?? (value as { id?: string } | undefined)?.id
-      await audit.record({ ...entry, target: keyId ? { type: 'api_key', id: keyId } : undefined, outcome: 'success' }, ctx)
-      return value
-    } catch (err) {
-      if (err instanceof AppError && err.status < 500) {
-        await audit.record({ ...entry, target: id ? { type: 'api_key', id } : undefined, outcome: err.status === 403 ? 'denied' : 'failure', details: { code: err.code } }, ctx)
-      }
-      throw err
-    }
-  }
+  // an API key created or revoked is audited as the admin changes are (a refusal as `denied` or `failure`)
+  const audited = createAudited(audit)
   return new Elysia({ name: 'voicehelper.auth-routes', prefix: '/api/v2' })
     .use(auth)
     .post(
@@ -64,9 +51,10 @@ export function authModule({ auth, service, apiKeys, audit }: { auth: ReturnType
     .post(
       '/api-keys',
       async ({ principal, body, set, request, server }) => {
-        const key = await audited(principal, clientInfo(request, server), 'apikey.create', undefined, () =>
-          apiKeys.create({ tenantId: principal.homeTenantId, userId: principal.userId, grants: delegableGrants(principal.subject) }, body),
-        )
+        const key = await audited(actorOf(principal, request, server), 'apikey.create', undefined, async () => {
+          const created = await apiKeys.create({ tenantId: principal.homeTenantId, userId: principal.userId, grants: delegableGrants(principal.subject) }, body)
+          return { value: created, tenantId: principal.homeTenantId, target: { type: 'api_key', id: created.id } }
+        })
         set.status = 201
         return key
       },
@@ -91,7 +79,11 @@ export function authModule({ auth, service, apiKeys, audit }: { auth: ReturnType
     .delete(
       '/api-keys/:id',
       async ({ principal, params, set, request, server }) => {
-        await audited(principal, clientInfo(request, server), 'apikey.revoke', params.id, () => apiKeys.revoke({ tenantId: principal.homeTenantId, userId: principal.userId }, params.id))
+        const target = { type: 'api_key', id: params.id } as const
+        await audited(actorOf(principal, request, server), 'apikey.revoke', target, async () => {
+          await apiKeys.revoke({ tenantId: principal.homeTenantId, userId: principal.userId }, params.id)
+          return { value: undefined, tenantId: principal.homeTenantId, target }
+        })
         set.status = 204
       },
       { auth: 'apikey:write', detail: { tags: ['API keys'], summary: 'Revoke an API key' } },

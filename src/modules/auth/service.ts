@@ -115,7 +115,9 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
         await audit.record({ tenantId, actor: { id: user?.id ?? null, type: 'anonymous' }, action: 'auth.login', outcome: 'failure', details: { email } }, ctx)
         throw authErrors.invalidCredentials()
       }
-      await Promise.all(rules.map((r) => limiter.refund(r))) // the right password: not a failed login
+      // the right password: the account's failures are cleared, and this attempt is given back to the address
+      const [account, ...others] = rules
+      await Promise.all([limiter.reset(account!), ...others.map((r) => limiter.refund(r))])
       if (user.status !== 'active') {
         await audit.record({ tenantId, actor: { id: user.id, type: 'user' }, action: 'auth.login', outcome: 'denied', details: { reason: 'user_disabled' } }, ctx)
         throw authErrors.userDisabled()
@@ -125,7 +127,6 @@ export function createAuthService({ db, tokens, revocation, identity, limiter, a
         await audit.record({ tenantId, actor: { id: user.id, type: 'user' }, action: 'auth.login', outcome: 'denied', details: { reason: 'tenant_suspended' } }, ctx)
         throw authErrors.tenantSuspended()
       }
-      await limiter.reset(rules[0]!)
       const sessionId = newId('ses')
       await db.insert(loginSessions).values({
         id: sessionId,
