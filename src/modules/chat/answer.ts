@@ -94,8 +94,9 @@ export class Answer {
       }
       const line = item.value
       const name = eventName(line)
-      if (name === 'error') asContractError(line)
-      const data = name === 'error' ? undefined : enrichedText(item.text, line, this.requestId, item.lineNumber, timestamp, this.requestIdJson)
+      let data: string | undefined
+      if (name === 'error') asContractError(line) // serialised again below, with the fields it lacked
+      else data = enrichedText(item.text, line, this.requestId, item.lineNumber, timestamp, this.requestIdJson)
       if (data !== undefined) texts.push(formatEventData(firstId + texts.length, name, data))
       else {
         // the parsed line is ours: enriched in place

@@ -193,6 +193,12 @@ function bodyHash(body: ChatStreamBody): string {
   return Bun.hash(canonical).toString(36)
 }
 
+/**
+ * How often one request claims its request id again: each time another request with the same id held it and let it
+ * go (it was refused, or its claim expired), so copies of one POST sent at once each need a turn at most.
+ */
+const MAX_ATTEMPTS = 8
+
 /** a run given up because another instance holds its request id: a request attached to it asks again */
 const CLAIMED_ELSEWHERE = new Error('the request id is claimed elsewhere')
 
@@ -936,6 +942,17 @@ export function createChatService(deps: ChatServiceDeps) {
     if (shared) await publishFeed(run, { refused: true })
   }
 
+  /** true once the run has started; false when it gave way to another instance's claim; its refusal otherwise */
+  function startedHere(run: Run): Promise<boolean> {
+    return run.ready.then(
+      () => true,
+      (err: unknown) => {
+        if (err === CLAIMED_ELSEWHERE) return false
+        throw err
+      },
+    )
+  }
+
   /** a store or database failure as a 503; HTTP errors, and NO_STREAM for the caller to decide, as they are */
   function guard<T>(work: Promise<T>): Promise<T> {
     return work.catch((err: unknown) => {
@@ -959,16 +976,7 @@ export function createChatService(deps: ChatServiceDeps) {
         if (existing) {
           if (!ownedBy(existing, caller) || existing.hash !== hash) throw chatErrors.requestIdInUse()
           // the same answer as the request that started it: its stream once the question is stored, or its refusal
-          const started = await guard(
-            existing.ready.then(
-              () => true,
-              (err: unknown) => {
-                if (err === CLAIMED_ELSEWHERE) return false
-                throw err
-              },
-            ),
-          )
-          if (started) return watchFeed(existing, -1, signal, watchHooks(existing))
+          if (await guard(startedHere(existing))) return watchFeed(existing, -1, signal, watchHooks(existing))
           continue
         }
         if (closing) throw chatErrors.unavailable(new Error('shutting down'))
@@ -992,7 +1000,7 @@ export function createChatService(deps: ChatServiceDeps) {
           await giveUp(run, CLAIMED_ELSEWHERE, admitted, preparing)
           const held = await guard(readClaim(caller.tenantId, requestId))
           if (!held) {
-            if (attempt < 2) continue // it expired between the two reads: claim again
+            if (attempt < MAX_ATTEMPTS) continue // it expired between the two reads: claim again
             throw chatErrors.unavailable(new Error('request id claim kept vanishing'))
           }
           if (held.user !== caller.userId || held.hash !== hash) throw chatErrors.requestIdInUse()
@@ -1000,7 +1008,7 @@ export function createChatService(deps: ChatServiceDeps) {
           try {
             return await guard(follow(caller.tenantId, requestId, -1, signal))
           } catch (err) {
-            if (err === NO_STREAM && attempt < 2) continue // refused where it was held, or expired: ask again here
+            if (err === NO_STREAM && attempt < MAX_ATTEMPTS) continue // refused where it was held, or expired: ask again here
             throw err === NO_STREAM ? chatErrors.unavailable(err) : err
           }
         }
@@ -1029,13 +1037,9 @@ export function createChatService(deps: ChatServiceDeps) {
       if (run) {
         if (!ownedBy(run, caller)) throw chatErrors.streamNotFound()
         // a stream refused before it started never was one; one given up to another instance's claim is followed there
-        const started = await run.ready.then(
-          () => true,
-          (err: unknown) => {
-            if (err === CLAIMED_ELSEWHERE) return false
-            throw chatErrors.streamNotFound()
-          },
-        )
+        const started = await startedHere(run).catch(() => {
+          throw chatErrors.streamNotFound()
+        })
         if (started) {
           // no client has seen an event this run has not sent: such an id would wait for nothing
           if (after >= run.count) throw chatErrors.pastTheEnd(after, run.count)
